@@ -3,3 +3,30 @@
 This package stands alone: it imports nothing of the operator (an import-linter
 contract enforces that), so the node agent is its only user.
 """
+
+from imageprune_cri.client import CriClient
+from imageprune_cri.errors import CriCallFailed, CriError, EndpointNotFound, RuntimeUnavailable
+from imageprune_cri.types import (
+    Container,
+    ContainerState,
+    FilesystemUsage,
+    Image,
+    PodSandbox,
+    RuntimeStatus,
+    RuntimeVersion,
+)
+
+__all__ = [
+    "Container",
+    "ContainerState",
+    "CriCallFailed",
+    "CriClient",
+    "CriError",
+    "EndpointNotFound",
+    "FilesystemUsage",
+    "Image",
+    "PodSandbox",
+    "RuntimeStatus",
+    "RuntimeUnavailable",
+    "RuntimeVersion",
+]
