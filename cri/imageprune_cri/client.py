@@ -135,6 +135,35 @@ class CriClient:
         )
         return [convert.sandbox(s) for s in resp.items]
 
+    async def sandbox_images(self, *, concurrency: int = 8) -> frozenset[str]:
+        """Every pod sandbox (pause) image the runtime uses or is configured with.
+
+        No container lists it, so it would look unused. containerd 1.x names its
+        configured one in Status; 2.x does not, so the images of the existing
+        sandboxes are read too (which also covers per-runtime-handler pause images)."""
+        status, sandboxes = await asyncio.gather(self.status(), self.list_pod_sandboxes())
+        gate = asyncio.Semaphore(concurrency)
+
+        async def image_of(sandbox_id: str) -> str | None:
+            async with gate:
+                try:
+                    resp = await self._call(
+                        "PodSandboxStatus",
+                        lambda t: self._runtime.PodSandboxStatus(
+                            api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=True),
+                            timeout=t,
+                        ),
+                    )
+                except errors.CriCallFailed as err:
+                    if err.code == "NOT_FOUND":
+                        return None  # removed since it was listed
+                    raise
+            return convert.sandbox_status_image(dict(resp.info))
+
+        found = await asyncio.gather(*(image_of(s.id) for s in sandboxes))
+        configured = [status.sandbox_image] if status.sandbox_image else []
+        return frozenset(image for image in [*configured, *found] if image)
+
     # ---- ImageService -----------------------------------------------------------
 
     async def list_images(self) -> list[types.Image]:

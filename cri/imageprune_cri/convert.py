@@ -66,6 +66,16 @@ def sandbox_image(info: dict[str, str]) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+def sandbox_status_image(info: dict[str, str]) -> str | None:
+    """The image a pod sandbox runs, from a verbose PodSandboxStatus' info:
+    containerd (1.x and 2.x) reports it as JSON under "info" -> "image"."""
+    try:
+        value = json.loads(info.get("info", "{}")).get("image")
+    except (ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value else None
+
+
 def created_at(info: dict[str, str]) -> datetime.datetime | None:
     """The image's creation time from a verbose ImageStatus' info: containerd puts
     the image config under "info" -> "imageSpec" -> "created". None when absent."""

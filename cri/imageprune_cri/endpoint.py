@@ -53,6 +53,5 @@ def resolve(
             return normalize(path)
     tried = ", ".join(candidates)
     raise errors.EndpointNotFound(
-        f"no container runtime socket found (tried {tried}): "
-        f"set --runtime-endpoint or {ENV_VAR}"
+        f"no container runtime socket found (tried {tried}): set --runtime-endpoint or {ENV_VAR}"
     )

@@ -51,6 +51,11 @@ class RuntimeServiceStub:
                 request_serializer=imageprune__cri_dot___pb_dot_api__pb2.ListPodSandboxRequest.SerializeToString,
                 response_deserializer=imageprune__cri_dot___pb_dot_api__pb2.ListPodSandboxResponse.FromString,
                 _registered_method=True)
+        self.PodSandboxStatus = channel.unary_unary(
+                '/runtime.v1.RuntimeService/PodSandboxStatus',
+                request_serializer=imageprune__cri_dot___pb_dot_api__pb2.PodSandboxStatusRequest.SerializeToString,
+                response_deserializer=imageprune__cri_dot___pb_dot_api__pb2.PodSandboxStatusResponse.FromString,
+                _registered_method=True)
         self.ListContainers = channel.unary_unary(
                 '/runtime.v1.RuntimeService/ListContainers',
                 request_serializer=imageprune__cri_dot___pb_dot_api__pb2.ListContainersRequest.SerializeToString,
@@ -111,6 +116,12 @@ class RuntimeServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListPodSandbox(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PodSandboxStatus(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -182,6 +193,11 @@ def add_RuntimeServiceServicer_to_server(servicer, server):
                     servicer.ListPodSandbox,
                     request_deserializer=imageprune__cri_dot___pb_dot_api__pb2.ListPodSandboxRequest.FromString,
                     response_serializer=imageprune__cri_dot___pb_dot_api__pb2.ListPodSandboxResponse.SerializeToString,
+            ),
+            'PodSandboxStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.PodSandboxStatus,
+                    request_deserializer=imageprune__cri_dot___pb_dot_api__pb2.PodSandboxStatusRequest.FromString,
+                    response_serializer=imageprune__cri_dot___pb_dot_api__pb2.PodSandboxStatusResponse.SerializeToString,
             ),
             'ListContainers': grpc.unary_unary_rpc_method_handler(
                     servicer.ListContainers,
@@ -307,6 +323,33 @@ class RuntimeService:
             '/runtime.v1.RuntimeService/ListPodSandbox',
             imageprune__cri_dot___pb_dot_api__pb2.ListPodSandboxRequest.SerializeToString,
             imageprune__cri_dot___pb_dot_api__pb2.ListPodSandboxResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PodSandboxStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/runtime.v1.RuntimeService/PodSandboxStatus',
+            imageprune__cri_dot___pb_dot_api__pb2.PodSandboxStatusRequest.SerializeToString,
+            imageprune__cri_dot___pb_dot_api__pb2.PodSandboxStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,7 @@ class RuntimeServiceStub:
     Version: _grpc.UnaryUnaryMultiCallable[_api_pb2.VersionRequest, _api_pb2.VersionResponse]
     Status: _grpc.UnaryUnaryMultiCallable[_api_pb2.StatusRequest, _api_pb2.StatusResponse]
     ListPodSandbox: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListPodSandboxRequest, _api_pb2.ListPodSandboxResponse]
+    PodSandboxStatus: _grpc.UnaryUnaryMultiCallable[_api_pb2.PodSandboxStatusRequest, _api_pb2.PodSandboxStatusResponse]
     ListContainers: _grpc.UnaryUnaryMultiCallable[_api_pb2.ListContainersRequest, _api_pb2.ListContainersResponse]
     RunPodSandbox: _grpc.UnaryUnaryMultiCallable[_api_pb2.RunPodSandboxRequest, _api_pb2.RunPodSandboxResponse]
     """Lifecycle calls: used by tests and benchmarks to create real image users."""
@@ -65,6 +66,7 @@ class RuntimeServiceAsyncStub(RuntimeServiceStub):
     Version: _aio.UnaryUnaryMultiCallable[_api_pb2.VersionRequest, _api_pb2.VersionResponse]  # type: ignore[assignment]
     Status: _aio.UnaryUnaryMultiCallable[_api_pb2.StatusRequest, _api_pb2.StatusResponse]  # type: ignore[assignment]
     ListPodSandbox: _aio.UnaryUnaryMultiCallable[_api_pb2.ListPodSandboxRequest, _api_pb2.ListPodSandboxResponse]  # type: ignore[assignment]
+    PodSandboxStatus: _aio.UnaryUnaryMultiCallable[_api_pb2.PodSandboxStatusRequest, _api_pb2.PodSandboxStatusResponse]  # type: ignore[assignment]
     ListContainers: _aio.UnaryUnaryMultiCallable[_api_pb2.ListContainersRequest, _api_pb2.ListContainersResponse]  # type: ignore[assignment]
     RunPodSandbox: _aio.UnaryUnaryMultiCallable[_api_pb2.RunPodSandboxRequest, _api_pb2.RunPodSandboxResponse]  # type: ignore[assignment]
     """Lifecycle calls: used by tests and benchmarks to create real image users."""
@@ -100,6 +102,13 @@ class RuntimeServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _api_pb2.ListPodSandboxRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_api_pb2.ListPodSandboxResponse, _abc.Awaitable[_api_pb2.ListPodSandboxResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def PodSandboxStatus(
+        self,
+        request: _api_pb2.PodSandboxStatusRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_api_pb2.PodSandboxStatusResponse, _abc.Awaitable[_api_pb2.PodSandboxStatusResponse]]: ...
 
     @_abc_1.abstractmethod
     def ListContainers(
