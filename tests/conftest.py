@@ -9,6 +9,7 @@ import pytest
 
 from testkit import containerd as containerd_kit
 
+
 @pytest.fixture(params=containerd_kit.FLAVOURS)
 def containerd(request: pytest.FixtureRequest) -> Iterator[containerd_kit.ContainerdNode]:
     """A fresh real containerd per test, once per flavour (1.6 and 2.x)."""

@@ -146,7 +146,9 @@ class ContainerdNode:
                 return
             if time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"containerd CRI did not answer in {timeout}s:\n{self.log_tail()}")
+                raise RuntimeError(
+                    f"containerd CRI did not answer in {timeout}s:\n{self.log_tail()}"
+                )
             time.sleep(0.1)
 
     def _cri_answers(self) -> bool:
@@ -161,9 +163,15 @@ class ContainerdNode:
         if self._proc is None:
             return
         with contextlib.suppress(grpc.RpcError):
-            for sb in self.runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=10).items:
-                self.runtime.StopPodSandbox(api_pb2.StopPodSandboxRequest(pod_sandbox_id=sb.id), timeout=30)
-                self.runtime.RemovePodSandbox(api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sb.id), timeout=30)
+            for sb in self.runtime.ListPodSandbox(
+                api_pb2.ListPodSandboxRequest(), timeout=10
+            ).items:
+                self.runtime.StopPodSandbox(
+                    api_pb2.StopPodSandboxRequest(pod_sandbox_id=sb.id), timeout=30
+                )
+                self.runtime.RemovePodSandbox(
+                    api_pb2.RemovePodSandboxRequest(pod_sandbox_id=sb.id), timeout=30
+                )
         if self._channel is not None:
             self._channel.close()
             self._channel = None
@@ -178,10 +186,12 @@ class ContainerdNode:
         # Shims outlive the daemon by design; ours are identified by our socket path.
         subprocess.run(["pkill", "-f", "--", f"-address {self.socket}"], check=False)
         with contextlib.suppress(OSError):
-            subprocess.run(["umount", "-R", "-l", str(self.dir / "state")], check=False,
-                           capture_output=True)
-            subprocess.run(["umount", "-R", "-l", str(self.dir / "root")], check=False,
-                           capture_output=True)
+            subprocess.run(
+                ["umount", "-R", "-l", str(self.dir / "state")], check=False, capture_output=True
+            )
+            subprocess.run(
+                ["umount", "-R", "-l", str(self.dir / "root")], check=False, capture_output=True
+            )
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self) -> ContainerdNode:
@@ -243,12 +253,16 @@ class ContainerdNode:
             spec["repo_tags"] = tuple(spec["repo_tags"])  # type: ignore[arg-type]
         return self.add_images(oci.ImageSpec(**spec))[0]  # type: ignore[arg-type]
 
+    def image_ids(self) -> set[str]:
+        return {
+            i.id for i in self.images.ListImages(api_pb2.ListImagesRequest(), timeout=30).images
+        }
+
     def wait_image(self, image_id: str, *, present: bool = True, timeout: float = 10.0) -> None:
         """The CRI image cache follows containerd's image events; wait until it has."""
         deadline = time.monotonic() + timeout
         while True:
-            ids = {i.id for i in self.images.ListImages(api_pb2.ListImagesRequest(), timeout=10).images}
-            if (image_id in ids) == present:
+            if (image_id in self.image_ids()) == present:
                 return
             if time.monotonic() > deadline:
                 raise AssertionError(f"image {image_id} present={not present} after {timeout}s")
@@ -325,6 +339,12 @@ class ContainerdNode:
         self.runtime.StopContainer(
             api_pb2.StopContainerRequest(container_id=container_id, timeout=0), timeout=60
         )
+
+    def remove_all_containers(self) -> None:
+        for c in self.runtime.ListContainers(
+            api_pb2.ListContainersRequest(), timeout=30
+        ).containers:
+            self.remove_container(c.id)
 
     def remove_container(self, container_id: str) -> None:
         self.runtime.RemoveContainer(

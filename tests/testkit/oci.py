@@ -56,7 +56,7 @@ def _busybox_layer() -> bytes:
 
 
 def _payload_layer(seed: str, size: int) -> bytes:
-    data = random.Random(seed).randbytes(size)  # noqa: S311 - test data, not crypto
+    data = random.Random(seed).randbytes(size)
     return _tar([(f"payload/{hashlib.sha256(seed.encode()).hexdigest()[:16]}", data, 0o644)])
 
 

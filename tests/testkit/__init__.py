@@ -1,0 +1,1 @@
+"""Test machinery shared by the suites: locating real binaries and running real components."""
