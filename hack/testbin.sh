@@ -16,6 +16,7 @@
 #                             taken from there (symlinked), the rest built/cached
 #
 # Progress and per-binary timings go to stderr. See docs/testbin.md.
+# shellcheck disable=SC2317  # build_* functions are called indirectly via step()
 set -euo pipefail
 
 main() {
@@ -32,7 +33,7 @@ main() {
     "") ;;
     --print-dir) mode=print ;;
     --check) mode=check ;;
-    -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; return 0 ;;
+    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; return 0 ;;
     *) echo "testbin: unknown argument: $1" >&2; return 2 ;;
   esac
 
@@ -52,7 +53,7 @@ main() {
   fi
 
   command -v go >/dev/null || { echo "testbin: go not found on PATH" >&2; return 1; }
-  export GOWORK=off GOFLAGS= GO111MODULE=on
+  export GOWORK=off GOFLAGS='' GO111MODULE=on
   local goversion goos goarch
   { read -r goversion; read -r goos; read -r goarch; } < <(go env GOVERSION GOOS GOARCH)
 
@@ -135,8 +136,12 @@ build_all() {
   {
     echo "key=$key"
     echo "go=$goversion"
-    echo "kubernetes=$K8S_VERSION etcd=$ETCD_VERSION helm=$HELM_VERSION crictl=$CRICTL_VERSION containerd=$CONTAINERD_VERSION"
-    [[ -n "$kba" ]] && echo "KUBEBUILDER_ASSETS=$kba"
+    if [[ -n "$kba" ]]; then
+      echo "kube-apiserver/etcd/kubectl: KUBEBUILDER_ASSETS=$kba"
+    else
+      echo "kubernetes=$K8S_VERSION etcd=$ETCD_VERSION"
+    fi
+    echo "helm=$HELM_VERSION crictl=$CRICTL_VERSION containerd=$CONTAINERD_VERSION"
     cat "$work/timings" 2>/dev/null || true
   } >"$stage/VERSIONS"
   # Atomic publish: the final dir appears only once everything is built.
@@ -262,8 +267,9 @@ build_containerd() {
   # containerd 2.x go.mod has no replace lines. Static (CGO off) build; the btrfs
   # snapshotter needs cgo + libbtrfs headers, so it is excluded with no_btrfs.
   local m=github.com/containerd/containerd/v2
-  local ld="-s -w -X $m/version.Version=$CONTAINERD_VERSION -X $m/version.Package=github.com/containerd/containerd"
-  CGO_ENABLED=0 goinstall "containerd ctr containerd-shim-runc-v2" "$ld" \
+  local ld="-s -w -X $m/version.Version=$CONTAINERD_VERSION"
+  # containerd is moved into place last: step() treats it as "all three done".
+  CGO_ENABLED=0 goinstall "ctr containerd-shim-runc-v2 containerd" "$ld" \
     "no_btrfs urfave_cli_no_docs" \
     "$m/cmd/containerd@$CONTAINERD_VERSION" "$m/cmd/ctr@$CONTAINERD_VERSION" \
     "$m/cmd/containerd-shim-runc-v2@$CONTAINERD_VERSION"
@@ -275,9 +281,9 @@ verify() {
   if [[ -z "$kba" ]]; then
     out=$("$d/kube-apiserver" --version)
     [[ "$out" == "Kubernetes $K8S_VERSION" ]] || { log "kube-apiserver --version: $out"; return 1; }
-    out=$("$d/kubectl" version --client 2>&1 | head -1)
+    out=$("$d/kubectl" version --client 2>&1)
     [[ "$out" == *"$K8S_VERSION"* ]] || { log "kubectl version: $out"; return 1; }
-    out=$("$d/etcd" --version | head -1)
+    out=$("$d/etcd" --version)
     [[ "$out" == *"${ETCD_VERSION#v}"* ]] || { log "etcd --version: $out"; return 1; }
   fi
   out=$("$d/helm" version --short)
@@ -301,7 +307,7 @@ smoke() {
   log "smoke: versions"
   "$d/kube-apiserver" --version >&2
   "$d/kubectl" version --client >&2
-  "$d/etcd" --version | head -1 >&2
+  "$d/etcd" --version >&2
   "$d/helm" version --short >&2
   "$d/crictl" --version >&2
   "$d/containerd" --version >&2
@@ -320,8 +326,10 @@ metadata: {name: smoke}
 data: {kube: "{{ .Capabilities.KubeVersion.Version }}"}' >"$tmp/chart/templates/cm.yaml"
   "$d/helm" template smoke "$tmp/chart" | grep 'kube:' >&2
 
-  log "smoke: containerd daemon + ctr version"
+  log "smoke: containerd daemon (temp root/state/socket), ctr + crictl, image import/rmi"
   mkdir -p "$tmp/root" "$tmp/state"
+  # containerd 2.x: config "version = 3" (2.3 migrates it to 4 in memory); the CRI
+  # runtime options live under io.containerd.cri.v1.runtime.
   cat >"$tmp/config.toml" <<EOF
 version = 3
 root = "$tmp/root"
@@ -335,18 +343,54 @@ state = "$tmp/state"
 [plugins."io.containerd.cri.v1.runtime"]
   restrict_oom_score_adj = true
 EOF
+  local sock="$tmp/containerd.sock"
+  printf 'runtime-endpoint: unix://%s\nimage-endpoint: unix://%s\n' "$sock" "$sock" >"$tmp/crictl.yaml"
   PATH="$d:$PATH" "$d/containerd" --config "$tmp/config.toml" >"$tmp/containerd.log" 2>&1 &
   echo $! >"$tmp/pid"
-  local i
-  for i in $(seq 1 100); do
-    [[ -S "$tmp/containerd.sock" ]] && break
+  local _
+  for _ in $(seq 1 100); do
+    [[ -S "$sock" ]] && break
     sleep 0.1
   done
-  "$d/ctr" --address "$tmp/containerd.sock" version >&2
-  "$d/crictl" --runtime-endpoint "unix://$tmp/containerd.sock" version >&2
+  mk_oci_tar "$tmp/img.tar" docker.io/library/testbin-smoke:v1
+  if ! { "$d/ctr" --address "$sock" version >&2 &&
+         "$d/crictl" --config "$tmp/crictl.yaml" version >&2 &&
+         "$d/ctr" --address "$sock" -n k8s.io images import "$tmp/img.tar" >&2 &&
+         "$d/crictl" --config "$tmp/crictl.yaml" images | grep testbin-smoke >/dev/null &&
+         "$d/crictl" --config "$tmp/crictl.yaml" rmi docker.io/library/testbin-smoke:v1 >&2; }; then
+    log "smoke: containerd check failed; containerd log:"
+    cat "$tmp/containerd.log" >&2
+    return 1
+  fi
   smoke_cleanup "$tmp"
   trap - EXIT
   log "smoke: OK"
+}
+
+# mk_oci_tar FILE NAME: a one-layer OCI image archive (no registry needed).
+mk_oci_tar() {
+  python3 - "$1" "$2" <<'PY'
+import hashlib, io, json, sys, tarfile
+def dg(b): return "sha256:" + hashlib.sha256(b).hexdigest()
+def tar(entries):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        for name, data in entries:
+            ti = tarfile.TarInfo(name); ti.size = len(data); t.addfile(ti, io.BytesIO(data))
+    return buf.getvalue()
+out, name = sys.argv[1], sys.argv[2]
+layer = tar([("hello.txt", b"hello\n")])
+cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
+                  "rootfs": {"type": "layers", "diff_ids": [dg(layer)]}}).encode()
+man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": dg(cfg), "size": len(cfg)},
+    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": dg(layer), "size": len(layer)}]}).encode()
+idx = json.dumps({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+    "digest": dg(man), "size": len(man), "annotations": {"io.containerd.image.name": name}}]}).encode()
+with open(out, "wb") as f:
+    f.write(tar([("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", idx)] +
+                [("blobs/sha256/" + dg(b)[7:], b) for b in (layer, cfg, man)]))
+PY
 }
 
 smoke_cleanup() {
