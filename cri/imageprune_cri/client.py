@@ -150,7 +150,9 @@ class CriClient:
                     resp = await self._call(
                         "PodSandboxStatus",
                         lambda t: self._runtime.PodSandboxStatus(
-                            api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=True),
+                            api_pb2.PodSandboxStatusRequest(
+                                pod_sandbox_id=sandbox_id, verbose=True
+                            ),
                             timeout=t,
                         ),
                     )

@@ -258,6 +258,11 @@ class ContainerdNode:
             i.id for i in self.images.ListImages(api_pb2.ListImagesRequest(), timeout=30).images
         }
 
+    def image_id_of(self, ref: str) -> str:
+        spec = api_pb2.ImageSpec(image=ref)
+        status = self.images.ImageStatus(api_pb2.ImageStatusRequest(image=spec), timeout=30)
+        return str(status.image.id)
+
     def wait_image(self, image_id: str, *, present: bool = True, timeout: float = 10.0) -> None:
         """The CRI image cache follows containerd's image events; wait until it has."""
         deadline = time.monotonic() + timeout

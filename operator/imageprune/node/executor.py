@@ -1,0 +1,128 @@
+"""Carrying out a plan: remove images with bounded parallelism, re-checking right
+before each removal that no container has started to use the image.
+
+The runtime's RemoveImage does not check for users (containerd untags an image a
+running container uses without complaint), so this re-check is the last line of
+defence against a container created after the plan was made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import enum
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
+
+from imageprune.node import users
+from imageprune_cri import CriError, types
+
+
+class Runtime(Protocol):
+    """What the executor needs of a CRI client."""
+
+    async def list_containers(self) -> list[types.Container]: ...
+
+    async def remove_image(self, ref: str) -> None: ...
+
+
+class Outcome(enum.StrEnum):
+    REMOVED = "Removed"
+    WOULD_REMOVE = "WouldRemove"  # dry run
+    NOW_IN_USE = "NowInUse"  # a container started using it after planning
+    FAILED = "Failed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    image: types.Image
+    outcome: Outcome
+    detail: str = ""
+    # time.monotonic() when the last in-use check began and when removal was sent;
+    # they bound the window in which a new container could still slip through.
+    checked_at: float | None = None
+    removed_at: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    dry_run: bool
+    results: tuple[Result, ...]
+
+    def with_outcome(self, outcome: Outcome) -> list[Result]:
+        return [r for r in self.results if r.outcome is outcome]
+
+    @property
+    def removed_bytes(self) -> int:
+        done = (Outcome.REMOVED, Outcome.WOULD_REMOVE)
+        return sum(r.image.size for r in self.results if r.outcome in done)
+
+    @property
+    def failed(self) -> list[Result]:
+        return self.with_outcome(Outcome.FAILED)
+
+
+Progress = Callable[[Result], None]
+
+
+async def execute(
+    runtime: Runtime,
+    images: Sequence[types.Image],
+    *,
+    dry_run: bool,
+    concurrency: int = 4,
+    on_result: Progress | None = None,
+) -> Report:
+    """Remove `images` (already judged removable), in order, at most `concurrency`
+    at a time. Errors are collected, never raised: one bad image must not stop the
+    rest. A dry run removes nothing and lists nothing."""
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    if dry_run:
+        results = [Result(image, Outcome.WOULD_REMOVE) for image in images]
+        for result in results:
+            if on_result:
+                on_result(result)
+        return Report(dry_run=True, results=tuple(results))
+
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(image: types.Image) -> Result:
+        async with gate:
+            result = await _remove_if_unused(runtime, image)
+        if on_result:
+            on_result(result)
+        return result
+
+    results = await asyncio.gather(*(one(image) for image in images))
+    return Report(dry_run=False, results=tuple(results))
+
+
+async def _remove_if_unused(runtime: Runtime, image: types.Image) -> Result:
+    checked_at = time.monotonic()
+    try:
+        containers = await runtime.list_containers()
+    except CriError as err:
+        return Result(image, Outcome.FAILED, f"could not re-check users: {err}", checked_at)
+    now_using = users.of_image(image, containers)
+    if now_using:
+        return Result(
+            image,
+            Outcome.NOW_IN_USE,
+            "kept: " + users.describe(now_using),
+            checked_at,
+        )
+    removed_at = time.monotonic()
+    try:
+        await runtime.remove_image(image.id)
+    except CriError as err:
+        return Result(image, Outcome.FAILED, str(err), checked_at, removed_at)
+    return Result(image, Outcome.REMOVED, "", checked_at, removed_at)
+
+
+def summary_counts(results: Iterable[Result]) -> dict[Outcome, int]:
+    counts = dict.fromkeys(Outcome, 0)
+    for r in results:
+        counts[r.outcome] += 1
+    return counts

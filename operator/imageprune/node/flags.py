@@ -1,0 +1,150 @@
+"""Selection flags of the node CLI. They mean exactly what an ImagePrunePolicy's
+spec means: flags are turned into a spec and parsed by the same code as policies."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from pathlib import Path
+
+from imageprune.policy import selection as policy_selection
+
+SELECTION_EPILOG = """\
+selection (same meaning as an ImagePrunePolicy spec; see docs/policy.md):
+  patterns are globs over every tag, digest and ID, normalised like Docker:
+  'nginx' means docker.io/library/nginx:latest, 'registry.k8s.io/*' a whole registry.
+  durations: 90s, 30m, 36h, 7d, 2w.  sizes: 500Mi, 20Gi, 1T.
+"""
+
+# flag dest -> the spec field it fills, so errors can name the flag the user typed.
+_SPEC_FIELDS: dict[str, tuple[str, str]] = {
+    "scope": ("scope", "--scope"),
+    "include": ("include", "--include"),
+    "exclude": ("exclude", "--exclude"),
+    "unused_for": ("unusedFor", "--unused-for"),
+    "older_than": ("olderThan", "--older-than"),
+    "keep_latest": ("keepLatestPerRepository", "--keep-latest"),
+    "disk_high": ("diskUsage.highPercent", "--disk-high"),
+    "disk_low": ("diskUsage.lowPercent", "--disk-low"),
+    "max_images": ("limits.maxImagesPerRun", "--max-images"),
+    "max_bytes": ("limits.maxBytesPerRun", "--max-bytes"),
+}
+
+
+class UsageError(Exception):
+    """Bad flags or policy file: reported with exit code 2, before any removal."""
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def int_in_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    return parse
+
+
+def add_selection(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("selection")
+    group.add_argument(
+        "--scope",
+        choices=[s.value for s in policy_selection.Scope],
+        help="Unused: every image no container uses (default); Dangling: untagged only",
+    )
+    group.add_argument(
+        "--include", action="append", metavar="PATTERN", help="only images matching (repeatable)"
+    )
+    group.add_argument(
+        "--exclude", action="append", metavar="PATTERN", help="never images matching (repeatable)"
+    )
+    group.add_argument(
+        "--unused-for",
+        metavar="DURATION",
+        help="only images no container has used for this long (from this node's usage "
+        "records; an image never seen in use counts from when it was first seen)",
+    )
+    group.add_argument(
+        "--older-than",
+        metavar="DURATION",
+        help="only images created longer ago than this (unknown creation time: kept)",
+    )
+    group.add_argument(
+        "--keep-latest",
+        type=int,
+        metavar="N",
+        help="keep the N newest images of every repository",
+    )
+    group.add_argument(
+        "--disk-high",
+        type=float,
+        metavar="PERCENT",
+        help="act only when the image filesystem is at least this full (needs --disk-low)",
+    )
+    group.add_argument(
+        "--disk-low",
+        type=float,
+        metavar="PERCENT",
+        help="then remove least recently used images until it is this full",
+    )
+    group.add_argument("--max-images", type=int, metavar="N", help="remove at most N images")
+    group.add_argument("--max-bytes", metavar="SIZE", help="remove at most this many bytes")
+    group.add_argument(
+        "--policy",
+        type=Path,
+        metavar="FILE",
+        help="read the selection from an ImagePrunePolicy manifest (YAML) instead of flags",
+    )
+
+
+def _spec_from_args(args: argparse.Namespace) -> dict[str, object]:
+    spec: dict[str, object] = {}
+    for dest, (field, _flag) in _SPEC_FIELDS.items():
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        target = spec
+        *parents, leaf = field.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})  # type: ignore[assignment]
+        target[leaf] = value
+    return spec
+
+
+def _flag_names(message: str) -> str:
+    """Rewrite 'spec.unusedFor: ...' into '--unused-for: ...' for CLI users."""
+    for field, flag in sorted(_SPEC_FIELDS.values(), key=lambda f: -len(f[0])):
+        message = message.replace(f"spec.{field}", flag)
+    return message
+
+
+def selection_from_args(args: argparse.Namespace) -> policy_selection.Selection:
+    spec = _spec_from_args(args)
+    if args.policy is not None:
+        if spec:
+            raise UsageError("--policy cannot be combined with other selection flags")
+        try:
+            text = args.policy.read_text()
+        except OSError as err:
+            raise UsageError(f"--policy {args.policy}: {err.strerror}") from None
+        try:
+            return policy_selection.load_policy_manifest(text)
+        except policy_selection.PolicyError as err:
+            raise UsageError(f"--policy {args.policy}: {err}") from None
+    try:
+        return policy_selection.selection_from_spec(spec)
+    except policy_selection.PolicyError as err:
+        raise UsageError(_flag_names(str(err))) from None

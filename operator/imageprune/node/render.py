@@ -1,0 +1,135 @@
+"""Human and JSON output of the node CLI."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Mapping, Sequence
+from typing import TextIO
+
+from imageprune.node import executor, planner, usage
+from imageprune.policy import durations, quantities
+
+
+def _short_id(image_id: str) -> str:
+    return image_id.removeprefix("sha256:")[:12]
+
+
+def _ago(moment: datetime.datetime | None, now: datetime.datetime) -> str:
+    if moment is None:
+        return "never"
+    return durations.format_duration(max(now - moment, datetime.timedelta(0))) + " ago"
+
+
+def _iso(moment: datetime.datetime | None) -> str | None:
+    return moment.isoformat().replace("+00:00", "Z") if moment else None
+
+
+def _table(rows: Sequence[Sequence[str]], stream: TextIO) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        stream.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        stream.write("\n")
+
+
+def verdict_json(v: planner.Verdict, record: usage.UsageRecord | None) -> dict[str, object]:
+    return {
+        "id": v.image.id,
+        "repoTags": list(v.image.repo_tags),
+        "repoDigests": list(v.image.repo_digests),
+        "size": v.image.size,
+        "pinned": v.image.pinned,
+        "createdAt": _iso(v.image.created_at),
+        "firstSeen": _iso(record.first_seen) if record else None,
+        "lastUsed": _iso(record.last_used) if record else None,
+        "usedBy": list(v.users),
+        "reason": v.reason.value,
+        "detail": v.detail,
+    }
+
+
+def images(
+    plan: planner.Plan,
+    records: Mapping[str, usage.UsageRecord],
+    *,
+    output: str,
+    stream: TextIO,
+    now: datetime.datetime | None = None,
+) -> None:
+    if output == "json":
+        items = [verdict_json(v, records.get(v.image.id)) for v in plan.verdicts]
+        json.dump({"images": items}, stream, indent=2)
+        stream.write("\n")
+        return
+    now = now or datetime.datetime.now(datetime.UTC)
+    rows = [["IMAGE ID", "TAGS", "SIZE", "USED BY", "PINNED", "LAST USED", "VERDICT", "WHY"]]
+    for v in sorted(plan.verdicts, key=lambda v: (v.image.repo_tags or ("~",), v.image.id)):
+        tags = v.image.repo_tags
+        record = records.get(v.image.id)
+        rows.append(
+            [
+                _short_id(v.image.id),
+                (tags[0] + (f" (+{len(tags) - 1})" if len(tags) > 1 else "")) if tags else "<none>",
+                quantities.format_bytes(v.image.size),
+                str(len(v.users)) if v.users else "-",
+                "yes" if v.image.pinned else "-",
+                _ago(record.last_used if record else None, now),
+                v.reason.value,
+                v.detail,
+            ]
+        )
+    _table(rows, stream)
+    stream.write(
+        f"\n{len(plan.removable)} of {len(plan.verdicts)} images removable, "
+        f"{quantities.format_bytes(sum(i.size for i in plan.removable))}\n"
+    )
+
+
+def prune_report(
+    plan: planner.Plan,
+    report: executor.Report,
+    *,
+    freed_on_disk: int | None,
+    output: str,
+    stream: TextIO,
+) -> None:
+    kept: dict[str, int] = {}
+    for v in plan.verdicts:
+        if v.reason is not planner.Reason.REMOVABLE:
+            kept[v.reason.value] = kept.get(v.reason.value, 0) + 1
+    counts = executor.summary_counts(report.results)
+    if output == "json":
+        doc = {
+            "dryRun": report.dry_run,
+            "images": len(plan.verdicts),
+            "removed" if not report.dry_run else "wouldRemove": [
+                {"id": r.image.id, "repoTags": list(r.image.repo_tags), "size": r.image.size}
+                for r in report.results
+                if r.outcome in (executor.Outcome.REMOVED, executor.Outcome.WOULD_REMOVE)
+            ],
+            "bytes": report.removed_bytes,
+            "freedOnDisk": freed_on_disk,
+            "nowInUse": [r.image.id for r in report.with_outcome(executor.Outcome.NOW_IN_USE)],
+            "errors": [{"id": r.image.id, "error": r.detail} for r in report.failed],
+            "kept": kept,
+        }
+        json.dump(doc, stream, indent=2)
+        stream.write("\n")
+        return
+    verb = "Would remove" if report.dry_run else "Removed"
+    done = counts[executor.Outcome.WOULD_REMOVE] + counts[executor.Outcome.REMOVED]
+    for r in report.results:
+        if r.outcome in (executor.Outcome.REMOVED, executor.Outcome.WOULD_REMOVE):
+            name = ", ".join(r.image.repo_tags) or "<none>"
+            stream.write(f"{verb.lower()}: {_short_id(r.image.id)} {name}\n")
+    for r in report.with_outcome(executor.Outcome.NOW_IN_USE):
+        stream.write(f"kept (now in use): {_short_id(r.image.id)} {r.detail}\n")
+    for r in report.failed:
+        stream.write(f"error: {_short_id(r.image.id)}: {r.detail}\n")
+    line = f"{verb} {done} images, {quantities.format_bytes(report.removed_bytes)}"
+    if freed_on_disk is not None:
+        line += f" ({quantities.format_bytes(max(freed_on_disk, 0))} freed on disk)"
+    if report.failed:
+        line += f"; {len(report.failed)} errors"
+    kept_text = ", ".join(f"{n} {reason}" for reason, n in sorted(kept.items()))
+    stream.write(line + (f". Kept: {kept_text}." if kept_text else ".") + "\n")

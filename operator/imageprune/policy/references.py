@@ -1,0 +1,299 @@
+"""Image references the way Docker reads them, and the glob patterns policies use.
+
+"nginx" means docker.io/library/nginx:latest; "myorg/app:1" means
+docker.io/myorg/app:1. A first path component is a registry domain when it holds
+"." or ":" or is "localhost". Runtimes report names in either form (containerd:
+normalised; cri-dockerd: familiar), so everything is compared normalised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import functools
+import re
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Generic, Protocol, TypeVar
+
+DEFAULT_DOMAIN = "docker.io"
+DEFAULT_TAG = "latest"
+MAX_PATTERN_LENGTH = 512
+
+_LEGACY_DEFAULT_DOMAIN = "index.docker.io"
+_OFFICIAL_NAMESPACE = "library"
+_GLOB_CHARS = frozenset("*?")
+_ID_ALGORITHM = "sha256:"
+_BARE_ID = re.compile(r"[0-9a-f]{64}")
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[A-Za-z0-9=_-]+")
+# Characters of references, plus the two wildcards; fnmatch's "[...]" sets are
+# refused so that a pattern means the same here and in the docs.
+_PATTERN_CHARS = re.compile(r"[A-Za-z0-9._/:@+=*?-]+")
+_DIGEST_PATTERN = re.compile(r"sha256:[0-9a-fA-F*?]+")
+
+_Referrer = TypeVar("_Referrer", bound=Hashable)
+
+
+class NamedImage(Protocol):
+    """The names of an image: what patterns and references are matched against."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def repo_tags(self) -> tuple[str, ...]: ...
+    @property
+    def repo_digests(self) -> tuple[str, ...]: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Reference:
+    repository: str  # normalised: domain/path
+    tag: str | None
+    digest: str | None
+    text: str = dataclasses.field(init=False)  # the whole normalised reference
+
+    def __post_init__(self) -> None:
+        tag = f":{self.tag}" if self.tag is not None else ""
+        digest = f"@{self.digest}" if self.digest is not None else ""
+        object.__setattr__(self, "text", self.repository + tag + digest)
+
+
+def normalize_reference(reference: str) -> str:
+    """Normalise like Docker: "nginx" -> "docker.io/library/nginx:latest"; digests
+    and explicit tags are kept. Raises ValueError for text that is not a reference."""
+    return _parse(reference).text
+
+
+def repository_of(reference: str) -> str:
+    """The normalised repository, without tag or digest: "nginx:1" ->
+    "docker.io/library/nginx"."""
+    return _parse(reference).repository
+
+
+def image_names(image: NamedImage) -> tuple[str, ...]:
+    """Everything an image is known by, normalised: its ID (with "sha256:"), its
+    tags, its repo digests and their bare manifest digests ("sha256:..."). Names a
+    runtime reports that do not parse are kept as reported."""
+    return (
+        _qualified_id(image.id),
+        *map(_normalized_or_raw, image.repo_tags),
+        *map(_normalized_or_raw, image.repo_digests),
+        *(name.rpartition("@")[2] for name in image.repo_digests),
+    )
+
+
+def repositories_of(image: NamedImage) -> frozenset[str]:
+    """Every repository an image has a tag or a digest in; unparsable names are
+    skipped."""
+    repositories = set()
+    for name in (*image.repo_tags, *image.repo_digests):
+        try:
+            repositories.add(repository_of(name))
+        except ValueError:
+            continue
+    return frozenset(repositories)
+
+
+def _is_domain(component: str) -> bool:
+    return "." in component or ":" in component or component == "localhost"
+
+
+def _has_glob(text: str) -> bool:
+    return not _GLOB_CHARS.isdisjoint(text)
+
+
+def _split(text: str, *, kind: str) -> tuple[str, str | None, str | None]:
+    """(name, tag, digest) of a reference or pattern; only the name is checked."""
+    name, at, digest = text.partition("@")
+    tag = None
+    colon = name.rfind(":")
+    if colon > name.rfind("/"):
+        name, tag = name[:colon], name[colon + 1 :]
+    if not name or "" in name.split("/"):
+        raise ValueError(f"invalid {kind} {text!r}: empty name component")
+    return name, tag, digest if at else None
+
+
+def _qualify(name: str) -> str:
+    """Add the default domain (and "library/" for official images) to a name."""
+    first, slash, rest = name.partition("/")
+    domain, path = (first, rest) if slash and _is_domain(first) else (DEFAULT_DOMAIN, name)
+    if domain == _LEGACY_DEFAULT_DOMAIN:
+        domain = DEFAULT_DOMAIN
+    # A leading "*" already spans "library/": "docker.io/*" means all of Docker Hub.
+    if domain == DEFAULT_DOMAIN and "/" not in path and not path.startswith("*"):
+        path = f"{_OFFICIAL_NAMESPACE}/{path}"
+    return f"{domain}/{path}"
+
+
+# Runtimes list the same few thousand names on every run; parsing each once keeps
+# planning 10,000 images well inside its time budget.
+@functools.lru_cache(maxsize=65_536)
+def _parse(reference: str) -> _Reference:
+    if not reference or any(c.isspace() for c in reference):
+        raise ValueError(f"invalid image reference {reference!r}: empty or contains whitespace")
+    name, tag, digest = _split(reference, kind="image reference")
+    if tag is not None and not _TAG.fullmatch(tag):
+        raise ValueError(f"invalid image reference {reference!r}: bad tag {tag!r}")
+    if digest is not None and not _DIGEST.fullmatch(digest):
+        raise ValueError(f"invalid image reference {reference!r}: bad digest {digest!r}")
+    if tag is None and digest is None:
+        tag = DEFAULT_TAG
+    return _Reference(_qualify(name), tag, digest)
+
+
+def _familiar(normalized: str) -> str:
+    """What `docker images` shows: Docker Hub names without domain and "library/"."""
+    for prefix in (f"{DEFAULT_DOMAIN}/{_OFFICIAL_NAMESPACE}/", f"{DEFAULT_DOMAIN}/"):
+        if normalized.startswith(prefix):
+            return normalized.removeprefix(prefix)
+    return normalized
+
+
+@functools.lru_cache(maxsize=65_536)
+def _normalized_or_raw(name: str) -> str:
+    try:
+        return normalize_reference(name)
+    except ValueError:
+        return name
+
+
+def _qualified_id(image_id: str) -> str:
+    """CRI-O reports image IDs without the "sha256:" prefix containerd uses."""
+    bare = len(image_id) == 64 and _BARE_ID.fullmatch(image_id)
+    return _ID_ALGORITHM + image_id if bare else image_id
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pattern:
+    """A glob over image names, normalised like a reference.
+
+    "nginx" matches docker.io/library/nginx:latest only; "myorg/*" every tag of
+    every docker.io/myorg repository; "registry.k8s.io/*" a whole registry;
+    "docker.io/library/nginx:*" every nginx tag; "*pause*" any name containing
+    "pause"; "sha256:ab12*" image IDs and manifest digests. `*` also spans "/".
+    """
+
+    source: str
+    glob: str = dataclasses.field(init=False)
+    # fnmatchcase's own translation, compiled once: patterns meet every name of
+    # every image on each run.
+    _regex: re.Pattern[str] = dataclasses.field(init=False, repr=False, compare=False)
+    # No domain was added ("*pause*", "ngin*"): also tried against familiar names,
+    # so "nginx*" matches docker.io/library/nginx:1 as a user would expect.
+    _domainless: bool = dataclasses.field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_pattern_text(self.source)
+        # "sha256:..." names IDs and manifest digests: nothing to normalise.
+        if self.source.startswith(_ID_ALGORITHM):
+            if not _DIGEST_PATTERN.fullmatch(self.source):
+                raise ValueError(
+                    f"invalid image pattern {self.source!r}: after 'sha256:' only hex "
+                    "digits and the wildcards * and ? may follow"
+                )
+            glob, domainless = self.source.lower(), False
+        else:
+            glob, domainless = _normalize_pattern(self.source)
+        object.__setattr__(self, "glob", glob)
+        object.__setattr__(self, "_regex", re.compile(fnmatch.translate(glob)))
+        object.__setattr__(self, "_domainless", domainless)
+
+    def __str__(self) -> str:
+        return self.source
+
+    def matches(self, image: NamedImage) -> bool:
+        """True when the pattern matches any tag, repo digest or the ID of `image`."""
+        return self.matches_names(image_names(image))
+
+    def matches_names(self, names: Sequence[str]) -> bool:
+        """Like `matches`, given `image_names(image)`, which callers judging many
+        patterns compute once per image."""
+        match = self._regex.match
+        if any(map(match, names)):
+            return True
+        return self._domainless and any(match(_familiar(name)) for name in names)
+
+
+def _check_pattern_text(text: str) -> None:
+    if not text:
+        raise ValueError("image pattern must not be empty")
+    if any(c.isspace() for c in text):
+        raise ValueError(f"invalid image pattern {text!r}: must not contain whitespace")
+    if len(text) > MAX_PATTERN_LENGTH:
+        raise ValueError(
+            f"invalid image pattern {text[:40]!r}...: {len(text)} characters, "
+            f"at most {MAX_PATTERN_LENGTH} allowed"
+        )
+    if not _PATTERN_CHARS.fullmatch(text):
+        raise ValueError(
+            f"invalid image pattern {text!r}: only image reference characters and the "
+            "wildcards * and ? are allowed"
+        )
+
+
+def _normalize_pattern(text: str) -> tuple[str, bool]:
+    """(glob, domainless): the pattern normalised like a reference, with no domain
+    added when its first component is a glob and no ":latest" when its last is."""
+    name, tag, digest = _split(text, kind="image pattern")
+    domainless = _has_glob(name.partition("/")[0])
+    repository = name if domainless else _qualify(name)
+    if tag is None and digest is None and not _has_glob(name.rpartition("/")[2]):
+        tag = DEFAULT_TAG
+    return _Reference(repository, tag, digest).text, domainless
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ReferenceIndex(Generic[_Referrer]):
+    """Who names which image: references (a container's image and image ID, the
+    runtime's sandbox image) indexed under every form they can take. Built once per
+    listing; each image is then judged with a few dictionary reads.
+
+    A reference names an image when they share a key: the image ID (with or without
+    "sha256:"), a normalised tag or digest reference, or a bare manifest digest. The
+    last also matches an image that carries the same digest under another repository
+    name: the content is the same, and over-matching here can only make an image
+    count as used, never as unused.
+    """
+
+    # key -> (position in the input, referrer), in input order
+    _referrers: Mapping[str, Sequence[tuple[int, _Referrer]]]
+
+    @classmethod
+    def of(cls, references: Iterable[tuple[str, _Referrer]]) -> ReferenceIndex[_Referrer]:
+        """From (reference, referrer) pairs, e.g. (container.image, container)."""
+        referrers: dict[str, list[tuple[int, _Referrer]]] = {}
+        for position, (text, referrer) in enumerate(references):
+            for key in _keys_of_reference(text):
+                referrers.setdefault(key, []).append((position, referrer))
+        return cls(referrers)
+
+    def referrers(self, names: Sequence[str]) -> tuple[_Referrer, ...]:
+        """Referrers of the image with `names` (from `image_names`), each once, in
+        the order they were indexed."""
+        if self._referrers.keys().isdisjoint(names):
+            return ()  # the common case, decided in C
+        get = self._referrers.get
+        found = sorted((entry for name in names for entry in get(name, ())), key=_position)
+        return tuple(dict.fromkeys(referrer for _, referrer in found))
+
+
+def _position(entry: tuple[int, object]) -> int:
+    return entry[0]
+
+
+def _keys_of_reference(text: str) -> set[str]:
+    if not text:
+        return set()
+    keys = {text, _qualified_id(text)}
+    try:
+        reference = _parse(text)
+    except ValueError:
+        return keys
+    keys.add(reference.text)
+    if reference.digest is not None:
+        keys.add(reference.digest)
+        keys.add(f"{reference.repository}@{reference.digest}")
+    if reference.tag is not None:
+        keys.add(f"{reference.repository}:{reference.tag}")
+    return keys

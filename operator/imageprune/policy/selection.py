@@ -1,0 +1,263 @@
+"""Which images a policy allows to be removed: the `spec` of an ImagePrunePolicy,
+parsed into a `Selection`. The node CLI's flags and `--policy FILE` go through the
+same parser, so a flag and a policy field always mean the same thing."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import enum
+from collections.abc import Mapping, Sequence
+
+from imageprune.policy import durations, quantities, references
+
+API_VERSION = "imageprune.io/v1alpha1"
+KIND = "ImagePrunePolicy"
+
+
+class Scope(enum.StrEnum):
+    UNUSED = "Unused"  # every image no container uses, like `docker image prune -a`
+    DANGLING = "Dangling"  # untagged images only, like `docker image prune`
+
+
+class PolicyError(ValueError):
+    """A spec or manifest that cannot be used; the message starts with the field."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        super().__init__(f"{where}: {problem}")
+        self.where = where
+        self.problem = problem
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DiskTarget:
+    """Act only when the image filesystem is at least `high_percent` full, then
+    remove until it would be at most `low_percent` full (kubelet's GC thresholds)."""
+
+    high_percent: float
+    low_percent: float
+
+    def __post_init__(self) -> None:
+        if not 0 < self.low_percent < self.high_percent <= 100:
+            raise ValueError(
+                f"disk target needs 0 < low ({self.low_percent:g}) < high "
+                f"({self.high_percent:g}) <= 100"
+            )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Selection:
+    scope: Scope = Scope.UNUSED
+    include: tuple[references.Pattern, ...] = ()  # empty: every image
+    exclude: tuple[references.Pattern, ...] = ()
+    unused_for: datetime.timedelta | None = None
+    older_than: datetime.timedelta | None = None
+    keep_latest_per_repository: int = 0  # 0: keep none for being newest
+    disk: DiskTarget | None = None
+    max_images: int | None = None  # per run
+    max_bytes: int | None = None  # per run
+
+    def __post_init__(self) -> None:
+        for name in ("unused_for", "older_than"):
+            value = getattr(self, name)
+            if value is not None and value < datetime.timedelta(0):
+                raise ValueError(f"{name} must not be negative")
+        if self.keep_latest_per_repository < 0:
+            raise ValueError("keep_latest_per_repository must not be negative")
+        for name in ("max_images", "max_bytes"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 (None means no limit)")
+
+
+_DISK_FIELDS = frozenset({"highPercent", "lowPercent"})
+_LIMIT_FIELDS = frozenset({"maxImagesPerRun", "maxBytesPerRun"})
+
+
+def selection_from_spec(spec: Mapping[str, object]) -> Selection:
+    """Parse an ImagePrunePolicy `spec`. Fields the operator owns (mode,
+    nodeSelector, schedule, ...) are ignored here. Raises PolicyError naming the
+    field, e.g. "spec.diskUsage.lowPercent: must be less than highPercent (85)".
+    A null field counts as absent, as Kubernetes treats it."""
+    max_images, max_bytes = _limits(spec.get("limits"), "spec.limits")
+    return Selection(
+        scope=_scope(spec.get("scope"), "spec.scope"),
+        include=_patterns(spec.get("include"), "spec.include"),
+        exclude=_patterns(spec.get("exclude"), "spec.exclude"),
+        unused_for=_duration(spec.get("unusedFor"), "spec.unusedFor"),
+        older_than=_duration(spec.get("olderThan"), "spec.olderThan"),
+        keep_latest_per_repository=_keep_latest(spec.get("keepLatestPerRepository")),
+        disk=_disk(spec.get("diskUsage"), "spec.diskUsage"),
+        max_images=max_images,
+        max_bytes=max_bytes,
+    )
+
+
+def load_policy_manifest(text: str) -> Selection:
+    """The selection of the one ImagePrunePolicy in a YAML manifest (which may hold
+    other documents too, as `kubectl apply -f` files do)."""
+    # PyYAML is imported here only: the rest of the policy package is stdlib-only.
+    import yaml  # noqa: PLC0415
+
+    try:
+        documents = list(yaml.safe_load_all(text))
+    except yaml.MarkedYAMLError as error:
+        where = "manifest"
+        if error.problem_mark is not None:
+            mark = error.problem_mark
+            where = f"line {mark.line + 1}, column {mark.column + 1}"
+        raise PolicyError(where, f"invalid YAML: {error.problem or error}") from None
+    except yaml.YAMLError as error:
+        raise PolicyError("manifest", f"invalid YAML: {error}") from None
+    policy = _the_policy(documents)
+    if policy.get("apiVersion") != API_VERSION:
+        raise PolicyError("apiVersion", f"must be {API_VERSION} (got {policy.get('apiVersion')!r})")
+    spec = policy.get("spec")
+    if spec is None:
+        raise PolicyError("spec", "required")
+    return selection_from_spec(_mapping(spec, "spec"))
+
+
+def _the_policy(documents: Sequence[object]) -> Mapping[str, object]:
+    kinds = []
+    policies = []
+    for number, document in enumerate(documents, start=1):
+        if document is None:  # an empty document, e.g. after a trailing "---"
+            continue
+        if not isinstance(document, Mapping):
+            raise PolicyError(f"document {number}", "must be a Kubernetes object (a mapping)")
+        kinds.append(str(document.get("kind")))
+        if document.get("kind") == KIND:
+            policies.append(document)
+    if not policies:
+        found = f"found kinds: {', '.join(kinds)}" if kinds else "the manifest is empty"
+        raise PolicyError("kind", f"no {KIND} in the manifest ({found})")
+    if len(policies) > 1:
+        raise PolicyError("kind", f"{len(policies)} {KIND} documents; expected exactly one")
+    return policies[0]
+
+
+def _mapping(value: object, path: str) -> Mapping[str, object]:
+    if not isinstance(value, Mapping):
+        raise PolicyError(path, f"must be a mapping (got {_type_name(value)})")
+    return value
+
+
+def _known_fields(value: object, path: str, known: frozenset[str]) -> Mapping[str, object]:
+    # Nested objects are ours alone, so a misspelt field is an error, not ignored:
+    # a silently dropped limit would remove more than intended.
+    mapping = _mapping(value, path)
+    unknown = sorted(str(key) for key in mapping if key not in known)
+    if unknown:
+        raise PolicyError(
+            f"{path}.{unknown[0]}", f"unknown field; expected one of {', '.join(sorted(known))}"
+        )
+    return mapping
+
+
+def _type_name(value: object) -> str:
+    names = {bool: "a boolean", int: "an integer", float: "a number", str: "a string"}
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return names.get(type(value), type(value).__name__)
+
+
+def _string(value: object, path: str) -> str:
+    if not isinstance(value, str):
+        raise PolicyError(path, f"must be a string (got {_type_name(value)})")
+    return value
+
+
+def _integer(value: object, path: str, *, minimum: int) -> int:
+    # bool is an int subclass; "true" is never a count.
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PolicyError(path, f"must be an integer (got {_type_name(value)})")
+    if value < minimum:
+        raise PolicyError(path, f"must be at least {minimum} (got {value})")
+    return value
+
+
+def _scope(value: object, path: str) -> Scope:
+    if value is None:
+        return Scope.UNUSED
+    text = _string(value, path)
+    try:
+        return Scope(text)
+    except ValueError:
+        choices = ", ".join(scope.value for scope in Scope)
+        raise PolicyError(path, f"must be one of {choices} (got {text!r})") from None
+
+
+def _patterns(value: object, path: str) -> tuple[references.Pattern, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list | tuple):
+        raise PolicyError(path, f"must be a list of image patterns (got {_type_name(value)})")
+    patterns = []
+    for index, item in enumerate(value):
+        item_path = f"{path}[{index}]"
+        text = _string(item, item_path)
+        try:
+            patterns.append(references.Pattern(text))
+        except ValueError as error:
+            raise PolicyError(item_path, str(error)) from None
+    return tuple(patterns)
+
+
+def _duration(value: object, path: str) -> datetime.timedelta | None:
+    if value is None:
+        return None
+    text = _string(value, path)
+    try:
+        return durations.parse_duration(text)
+    except ValueError as error:
+        raise PolicyError(path, str(error)) from None
+
+
+def _keep_latest(value: object) -> int:
+    if value is None:
+        return 0
+    return _integer(value, "spec.keepLatestPerRepository", minimum=0)
+
+
+def _percent(value: object, path: str) -> float:
+    if value is None:
+        raise PolicyError(path, "required")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PolicyError(path, f"must be a number (got {_type_name(value)})")
+    if not 0 < value <= 100:
+        raise PolicyError(path, f"must be more than 0 and at most 100 (got {value:g})")
+    return float(value)
+
+
+def _disk(value: object, path: str) -> DiskTarget | None:
+    if value is None:
+        return None
+    fields = _known_fields(value, path, _DISK_FIELDS)
+    high = _percent(fields.get("highPercent"), f"{path}.highPercent")
+    low = _percent(fields.get("lowPercent"), f"{path}.lowPercent")
+    if low >= high:
+        raise PolicyError(f"{path}.lowPercent", f"must be less than highPercent ({high:g})")
+    return DiskTarget(high_percent=high, low_percent=low)
+
+
+def _limits(value: object, path: str) -> tuple[int | None, int | None]:
+    """(maxImagesPerRun, maxBytesPerRun); the byte limit may be a quantity string."""
+    if value is None:
+        return None, None
+    fields = _known_fields(value, path, _LIMIT_FIELDS)
+    count = fields.get("maxImagesPerRun")
+    max_images = None if count is None else _integer(count, f"{path}.maxImagesPerRun", minimum=1)
+    size = fields.get("maxBytesPerRun")
+    size_path = f"{path}.maxBytesPerRun"
+    if isinstance(size, str):
+        try:
+            size = quantities.parse_bytes(size)
+        except ValueError as error:
+            raise PolicyError(size_path, str(error)) from None
+    max_bytes = None if size is None else _integer(size, size_path, minimum=1)
+    return max_images, max_bytes

@@ -1,0 +1,161 @@
+"""`imageprune prune` against real containerd: what must stay, stays; the rest goes."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from imageprune.node import cli, usage
+from testkit import oci
+from testkit.containerd import SANDBOX_IMAGE, ContainerdNode
+
+pytestmark = pytest.mark.cri
+
+DAY = datetime.timedelta(days=1)
+HOUR = datetime.timedelta(hours=1)
+T0 = datetime.datetime(2024, 6, 1, tzinfo=datetime.UTC)
+
+
+def _prune(node: ContainerdNode, state: Path, *flags: str) -> tuple[int, dict[str, object]]:
+    """Run the real CLI in-process; returns (exit code, its JSON report)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = cli.main(
+            [
+                "--runtime-endpoint",
+                node.endpoint,
+                "--state-dir",
+                str(state),
+                "prune",
+                "-o",
+                "json",
+                *flags,
+            ]
+        )
+    return code, json.loads(out.getvalue())
+
+
+def test_keeps_what_is_used_pinned_sandbox_or_excluded(
+    containerd: ContainerdNode, tmp_path: Path
+) -> None:
+    spec = oci.ImageSpec
+    (running, created, exited, multi, pinned, excluded, unused_a, unused_b) = containerd.add_images(
+        spec(repo_tags=("docker.io/library/running:1",)),
+        spec(repo_tags=("docker.io/library/created:1",)),
+        spec(repo_tags=("docker.io/library/exited:1",)),
+        spec(repo_tags=("docker.io/library/multi:1", "docker.io/library/multi:2")),
+        spec(repo_tags=("docker.io/library/pinned:1",)),
+        spec(repo_tags=("registry.k8s.io/kept:1",)),
+        spec(repo_tags=("docker.io/library/unused:1", "docker.io/library/unused:2")),
+        spec(repo_tags=("quay.io/org/unused:1",)),
+    )
+    sandbox = containerd.run_sandbox("pod")
+    containerd.create_container(sandbox, "pod", name="r", image="docker.io/library/running:1")
+    containerd.create_container(sandbox, "pod", name="c", image=created.id, start=False)
+    gone = containerd.create_container(sandbox, "pod", name="e", image="docker.io/library/exited:1")
+    containerd.stop_container(gone)
+    # one tag of a multi-tag image in use keeps the whole image (RemoveImage drops all tags)
+    containerd.create_container(sandbox, "pod", name="m", image="docker.io/library/multi:2")
+    containerd.pin("docker.io/library/pinned:1")
+    is_v1 = containerd.flavour.name == "1.6"
+
+    code, report = _prune(containerd, tmp_path, "--exclude", "registry.k8s.io/*")
+
+    assert code == 0
+    left = containerd.image_ids()
+    for image in (running, created, exited, multi, excluded):
+        assert image.id in left
+    assert {unused_a.id, unused_b.id}.isdisjoint(left)
+    assert {r["id"] for r in report["removed"]} >= {unused_a.id, unused_b.id}  # type: ignore[union-attr]
+    kept = report["kept"]
+    assert isinstance(kept, dict)
+    assert kept["InUse"] == 4
+    assert kept["Excluded"] == 1
+    # The pause image: no container lists it, yet it is found through the sandbox.
+    assert kept["SandboxImage"] == 1
+    assert containerd.image_id_of(SANDBOX_IMAGE) in left
+    # containerd 1.6 never reports `pinned`: there, a pinned label cannot protect.
+    if is_v1:
+        assert pinned.id not in left
+    else:
+        assert pinned.id in left
+        assert kept["Pinned"] == 1
+
+
+def test_dry_run_removes_nothing(containerd: ContainerdNode, tmp_path: Path) -> None:
+    image = containerd.add_image(repo_tags=["docker.io/library/victim:1"], payload_size=50_000)
+    before = containerd.image_ids()
+    code, report = _prune(containerd, tmp_path, "--dry-run")
+    assert code == 0
+    assert report["dryRun"] is True
+    assert image.id in {r["id"] for r in report["wouldRemove"]}  # type: ignore[union-attr]
+    assert int(report["bytes"]) >= 50_000  # type: ignore[call-overload]
+    assert containerd.image_ids() == before
+
+
+def test_dangling_scope_removes_only_untagged(containerd: ContainerdNode, tmp_path: Path) -> None:
+    tagged, untagged = containerd.add_images(
+        oci.ImageSpec(repo_tags=("docker.io/library/tagged:1",)),
+        oci.ImageSpec(seed="orphan", dangling=True),
+    )
+    code, _ = _prune(containerd, tmp_path, "--scope", "Dangling")
+    assert code == 0
+    left = containerd.image_ids()
+    assert tagged.id in left
+    assert untagged.id not in left
+
+
+def test_keep_latest_per_repository(containerd: ContainerdNode, tmp_path: Path) -> None:
+    old, mid, new = containerd.add_images(
+        *(
+            oci.ImageSpec(repo_tags=(f"docker.io/library/rel:{n}",), created=T0 + n * DAY)
+            for n in (1, 2, 3)
+        )
+    )
+    code, report = _prune(containerd, tmp_path, "--keep-latest", "2", "--include", "rel:*")
+    assert code == 0
+    left = containerd.image_ids()
+    assert {mid.id, new.id} <= left
+    assert old.id not in left
+    assert report["kept"]["KeptLatest"] == 2  # type: ignore[index]
+
+
+def test_older_than_uses_image_creation_time(containerd: ContainerdNode, tmp_path: Path) -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    ancient, fresh = containerd.add_images(
+        oci.ImageSpec(repo_tags=("docker.io/library/ancient:1",), created=now - 90 * DAY),
+        oci.ImageSpec(repo_tags=("docker.io/library/fresh:1",), created=now - DAY),
+    )
+    code, _ = _prune(containerd, tmp_path, "--older-than", "30d", "--include", "docker.io/*")
+    assert code == 0
+    left = containerd.image_ids()
+    assert fresh.id in left
+    assert ancient.id not in left
+
+
+def test_unused_for_counts_from_records_that_survive_restarts(
+    containerd: ContainerdNode, tmp_path: Path
+) -> None:
+    image = containerd.add_image(repo_tags=["docker.io/library/idle:1"])
+    # First run: the image is first seen now, so it is "recently used" and kept.
+    code, report = _prune(containerd, tmp_path, "--unused-for", "1h")
+    assert code == 0
+    assert image.id in containerd.image_ids()
+    assert report["kept"]["RecentlyUsed"] >= 1  # type: ignore[index]
+    # Age the persisted record, as if this node had watched the image for two hours.
+    store = usage.UsageStore(tmp_path / "usage.json")
+    records = store.load()
+    seen = records[image.id]
+    assert seen.last_used is None
+    records[image.id] = dataclasses.replace(seen, first_seen=seen.first_seen - 2 * HOUR)
+    store.save(records)
+    code, report = _prune(containerd, tmp_path, "--unused-for", "1h")
+    assert code == 0
+    assert image.id not in containerd.image_ids()
+    assert image.id in {r["id"] for r in report["removed"]}  # type: ignore[union-attr]

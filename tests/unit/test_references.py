@@ -1,0 +1,213 @@
+from __future__ import annotations
+
+import pytest
+
+from imageprune.policy import references
+from imageprune_cri.types import Image
+
+pytestmark = pytest.mark.unit
+
+DIGEST = "sha256:" + "d" * 64
+ID = "sha256:" + "1" * 64
+
+
+@pytest.mark.parametrize(
+    ("reference", "normalized"),
+    [
+        ("nginx", "docker.io/library/nginx:latest"),
+        ("nginx:1.25", "docker.io/library/nginx:1.25"),
+        ("myorg/app:1", "docker.io/myorg/app:1"),
+        ("docker.io/nginx", "docker.io/library/nginx:latest"),
+        ("index.docker.io/myorg/app", "docker.io/myorg/app:latest"),
+        ("quay.io/a/b", "quay.io/a/b:latest"),
+        ("localhost:5000/x", "localhost:5000/x:latest"),
+        ("localhost/x:2", "localhost/x:2"),
+        ("registry.k8s.io/pause:3.9", "registry.k8s.io/pause:3.9"),
+        (f"nginx@{DIGEST}", f"docker.io/library/nginx@{DIGEST}"),
+        (f"nginx:1@{DIGEST}", f"docker.io/library/nginx:1@{DIGEST}"),
+        ("docker.io/library/nginx:latest", "docker.io/library/nginx:latest"),
+    ],
+)
+def test_normalizes_like_docker(reference: str, normalized: str) -> None:
+    assert references.normalize_reference(reference) == normalized
+    assert references.normalize_reference(normalized) == normalized
+
+
+@pytest.mark.parametrize(
+    ("reference", "repository"),
+    [
+        ("nginx", "docker.io/library/nginx"),
+        ("myorg/app:1", "docker.io/myorg/app"),
+        (f"quay.io/a/b@{DIGEST}", "quay.io/a/b"),
+        ("localhost:5000/x", "localhost:5000/x"),
+    ],
+)
+def test_repository_drops_tag_and_digest(reference: str, repository: str) -> None:
+    assert references.repository_of(reference) == repository
+
+
+@pytest.mark.parametrize("bad", ["", " nginx", "ngi nx", "a//b", "/a", "nginx:", "nginx@", "x@md5"])
+def test_rejects_what_is_not_a_reference(bad: str) -> None:
+    with pytest.raises(ValueError, match="invalid image reference"):
+        references.normalize_reference(bad)
+
+
+def _image(*tags: str, digests: tuple[str, ...] = (), image_id: str = ID) -> Image:
+    return Image(id=image_id, repo_tags=tags, repo_digests=digests)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "name", "matches"),
+    [
+        ("nginx", "docker.io/library/nginx:latest", True),
+        ("nginx", "nginx:latest", True),  # cri-dockerd reports familiar names
+        ("nginx", "docker.io/library/nginx:1.25", False),
+        ("nginx:*", "docker.io/library/nginx:1.25", True),
+        ("docker.io/library/nginx:*", "docker.io/library/nginx:1.25", True),
+        ("docker.io/library/nginx:*", "docker.io/library/nginx-extra:1", False),
+        ("myorg/*", "docker.io/myorg/app:1", True),
+        ("myorg/*", "docker.io/myorg/team/app:1", True),
+        ("myorg/*", "docker.io/other/app:1", False),
+        ("registry.k8s.io/*", "registry.k8s.io/pause:3.9", True),
+        ("registry.k8s.io/*", "registry.k8s.io/sig/x:1", True),
+        ("registry.k8s.io/*", "docker.io/library/registry:2", False),
+        ("*pause*", "registry.k8s.io/pause:3.9", True),
+        ("*pause*", "docker.io/library/nginx:1", False),
+        ("nginx*", "docker.io/library/nginx:1", True),  # familiar form, as users mean it
+        ("nginx*", "quay.io/nginx/nginx:1", False),
+        ("*/app:*", "quay.io/org/app:7", True),
+        ("docker.io/*", "docker.io/library/nginx:1", True),
+        ("localhost:5000/*", "localhost:5000/x:1", True),
+        ("quay.io/a/b", "quay.io/a/b:latest", True),
+        ("quay.io/a/b", "quay.io/a/b:2", False),
+        ("quay.io/a/b:?", "quay.io/a/b:2", True),
+        ("quay.io/a/b:?", "quay.io/a/b:22", False),
+        ("Nginx", "docker.io/library/nginx:latest", False),  # case-sensitive
+    ],
+)
+def test_pattern_matches_names_as_users_expect(pattern: str, name: str, matches: bool) -> None:
+    assert references.Pattern(pattern).matches(_image(name)) is matches
+
+
+def test_pattern_matches_any_tag_of_an_image() -> None:
+    image = _image("quay.io/x/y:1", "docker.io/library/nginx:latest")
+    assert references.Pattern("nginx").matches(image)
+
+
+def test_pattern_matches_repo_digests() -> None:
+    image = _image(digests=(f"docker.io/library/nginx@{DIGEST}",))
+    assert references.Pattern(f"nginx@{DIGEST}").matches(image)
+    assert references.Pattern("nginx@sha256:dd*").matches(image)
+    assert not references.Pattern("nginx").matches(image)
+
+
+def test_sha256_patterns_match_ids_and_manifest_digests() -> None:
+    image = _image("nginx:1", digests=(f"docker.io/library/nginx@{DIGEST}",))
+    assert references.Pattern(ID).matches(image)
+    assert references.Pattern("sha256:111*").matches(image)
+    assert references.Pattern("sha256:DDD*").matches(image)  # hex in any case
+    assert references.Pattern(DIGEST).matches(image)
+    assert references.Pattern("sha256:ddd*").matches(image)
+    assert not references.Pattern("sha256:222*").matches(image)
+
+
+def test_sha256_patterns_match_ids_reported_without_prefix() -> None:
+    # CRI-O lists image IDs as bare hex.
+    assert references.Pattern(ID).matches(_image(image_id="1" * 64))
+
+
+def test_star_matches_untagged_images_too() -> None:
+    assert references.Pattern("*").matches(_image())
+
+
+@pytest.mark.parametrize(
+    ("text", "complaint"),
+    [
+        ("", "must not be empty"),
+        (" ", "whitespace"),
+        ("nginx ", "whitespace"),
+        ("a\tb", "whitespace"),
+        ("x" * 513, "513 characters, at most 512"),
+        ("nginx:[12]", "wildcards \\* and \\?"),
+        ("sha256:xyz", "only hex digits"),
+        ("a//b", "empty name component"),
+    ],
+)
+def test_invalid_patterns_say_why(text: str, complaint: str) -> None:
+    with pytest.raises(ValueError, match=complaint):
+        references.Pattern(text)
+
+
+def test_longest_allowed_pattern_is_accepted() -> None:
+    assert references.Pattern("x" * 512).source == "x" * 512
+
+
+def test_pattern_shows_what_the_user_wrote() -> None:
+    pattern = references.Pattern("myorg/*")
+    assert str(pattern) == "myorg/*"
+    assert pattern.glob == "docker.io/myorg/*"
+
+
+def test_image_names_are_normalized_and_include_bare_digests() -> None:
+    image = _image("nginx", digests=(f"nginx@{DIGEST}",), image_id="1" * 64)
+    assert references.image_names(image) == (
+        ID,
+        "docker.io/library/nginx:latest",
+        f"docker.io/library/nginx@{DIGEST}",
+        DIGEST,
+    )
+
+
+def test_image_names_keep_unparsable_names_as_reported() -> None:
+    assert references.image_names(_image("bad tag!")) == (ID, "bad tag!")
+
+
+def test_repositories_of_an_image_come_from_tags_and_digests() -> None:
+    image = _image(
+        "nginx:1", "quay.io/a/b:2", "bad tag!", digests=(f"docker.io/library/nginx@{DIGEST}",)
+    )
+    assert references.repositories_of(image) == {"docker.io/library/nginx", "quay.io/a/b"}
+
+
+class TestReferenceIndex:
+    IMAGE = _image(
+        "docker.io/library/nginx:1.25",
+        "docker.io/library/nginx:latest",
+        digests=(f"docker.io/library/nginx@{DIGEST}",),
+    )
+
+    def _referrers(self, reference: str, image: Image = IMAGE) -> tuple[str, ...]:
+        index = references.ReferenceIndex.of([(reference, "who")])
+        return index.referrers(references.image_names(image))
+
+    @pytest.mark.parametrize(
+        "reference",
+        [
+            ID,
+            "1" * 64,  # CRI-O: IDs without the algorithm
+            "nginx",
+            "nginx:1.25",
+            "docker.io/library/nginx:latest",
+            f"nginx@{DIGEST}",
+            f"nginx:1.25@{DIGEST}",
+            f"mirror.example.com/nginx@{DIGEST}",  # same content under another name
+            DIGEST,
+        ],
+    )
+    def test_any_form_of_any_name_finds_the_image(self, reference: str) -> None:
+        assert self._referrers(reference) == ("who",)
+
+    @pytest.mark.parametrize(
+        "reference", ["nginx:1.24", "quay.io/library/nginx:1.25", "sha256:" + "2" * 64, "", "a b"]
+    )
+    def test_other_references_do_not(self, reference: str) -> None:
+        assert self._referrers(reference) == ()
+
+    def test_bare_image_ids_are_found_by_prefixed_references(self) -> None:
+        assert self._referrers(ID, _image(image_id="1" * 64)) == ("who",)
+
+    def test_each_referrer_is_reported_once_in_indexed_order(self) -> None:
+        index = references.ReferenceIndex.of(
+            [(ID, "a"), ("nginx:1.25", "b"), ("nginx", "a"), ("other", "c")]
+        )
+        assert index.referrers(references.image_names(self.IMAGE)) == ("a", "b")
