@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import shutil
 import statistics
 import subprocess
 import sys
@@ -51,45 +50,28 @@ def _time(cmd: list[str]) -> float:
     return time.perf_counter() - start
 
 
-def bench_prune(flavour: str, count: int, rounds: int) -> tuple[float, float]:
-    crictl = str(binaries.find_binary("crictl", search_path=False))
-    imageprune = shutil.which("imageprune")
-    if imageprune is None:
-        raise SystemExit("imageprune is not installed: pip install -e .")
-    ours: list[float] = []
-    theirs: list[float] = []
+def bench_prune(
+    flavour: str, count: int, rounds: int, contenders: dict[str, list[str]]
+) -> dict[str, float]:
+    """Median wall time of each contender's command over `rounds` fresh nodes."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
     for r in range(rounds):
-        for tool in ("imageprune", "crictl") if r % 2 == 0 else ("crictl", "imageprune"):
+        order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
+        for name in order:
             node = _fresh_node(flavour, count)
             try:
-                if tool == "imageprune":
+                cmd = [part.replace("{endpoint}", node.endpoint) for part in contenders[name]]
+                if "{state}" in " ".join(cmd):
                     state = tempfile.mkdtemp(prefix="ipb-state-")
-                    cmd = [
-                        imageprune,
-                        "--runtime-endpoint",
-                        node.endpoint,
-                        "--state-dir",
-                        state,
-                        "prune",
-                        "-o",
-                        "json",
-                    ]
-                    ours.append(_time(cmd))
-                else:
-                    cmd = [crictl, "--runtime-endpoint", node.endpoint, "rmi", "--prune"]
-                    theirs.append(_time(cmd))
-                left = len(node.image_ids())
-                # Only the pause image may remain (neither tool removes it: 2.x pins it,
-                # and with no sandbox ever run it was never imported at all).
-                if left > 1:
-                    raise SystemExit(f"{tool} left {left} images: not a fair comparison")
+                    cmd = [part.replace("{state}", state) for part in cmd]
+                times[name].append(_time(cmd))
+                # Nothing may remain: no sandbox ever ran, so not even a pause image.
+                if left := len(node.image_ids()):
+                    raise SystemExit(f"{name} left {left} images: not a fair comparison")
             finally:
                 node.stop()
-            print(
-                f"  round {r + 1} {tool}: {(ours if tool == 'imageprune' else theirs)[-1]:.2f}s",
-                flush=True,
-            )
-    return statistics.median(ours), statistics.median(theirs)
+            print(f"  round {r + 1} {name}: {times[name][-1]:.2f}s", flush=True)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def bench_planner(images: int, containers: int, runs: int = 15) -> float:
@@ -140,11 +122,34 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--flavour", choices=containerd_kit.FLAVOURS, default="2.x")
     args = parser.parse_args()
+    crictl = str(binaries.find_binary("crictl", search_path=False))
+    # The installed script itself, not a version manager's shim in front of it.
+    imageprune = Path(sys.executable).parent / "imageprune"
+    if not imageprune.exists():
+        raise SystemExit(f"{imageprune} not found: pip install -e .")
+    ours = [
+        str(imageprune),
+        "--runtime-endpoint",
+        "{endpoint}",
+        "--state-dir",
+        "{state}",
+        "prune",
+        "-o",
+        "json",
+    ]
+    contenders = {
+        "imageprune prune": ours,
+        # crictl removes every candidate at once; this is imageprune at the same width.
+        f"imageprune prune --concurrency {args.images}": [*ours, "--concurrency", str(args.images)],
+        "crictl rmi --prune": [crictl, "--runtime-endpoint", "{endpoint}", "rmi", "--prune"],
+    }
     print(f"prune {args.images} unused images, containerd {args.flavour}, {args.rounds} rounds")
-    ours, theirs = bench_prune(args.flavour, args.images, args.rounds)
-    print(f"imageprune prune     median {ours:.2f}s")
-    print(f"crictl rmi --prune   median {theirs:.2f}s")
-    print(f"ratio imageprune/crictl: {ours / theirs:.2f} (goal <= 1.0)")
+    medians = bench_prune(args.flavour, args.images, args.rounds, contenders)
+    peer = medians["crictl rmi --prune"]
+    for name, median in medians.items():
+        ratio = "" if name.startswith("crictl") else f"  ratio to crictl {median / peer:.2f}"
+        print(f"{name:<40} median {median:.2f}s{ratio}")
+    print("goal: ratio <= 1.0")
     planned = bench_planner(10_000, 2_000)
     print(
         f"planner, 10000 images / 2000 containers: median {planned * 1000:.1f} ms (goal < 100 ms)"

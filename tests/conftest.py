@@ -22,3 +22,14 @@ def containerd_factory() -> Iterator[containerd_kit.Factory]:
     """Start as many nodes as a test needs; all are stopped at teardown."""
     with contextlib.ExitStack() as stack:
         yield lambda flavour: stack.enter_context(containerd_kit.running(flavour))
+
+
+_KINDS = frozenset({"unit", "cri", "k8s", "e2e"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test says what it needs (a kind marker), so `-m unit` and friends select
+    exactly what they claim to."""
+    unmarked = [i.nodeid for i in items if not _KINDS & {m.name for m in i.iter_markers()}]
+    if unmarked:
+        raise pytest.UsageError(f"tests without a unit/cri/k8s/e2e marker: {unmarked}")
