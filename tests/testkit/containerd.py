@@ -40,10 +40,11 @@ class Flavour:
     path_prefix: tuple[Path, ...] = ()
 
 
-def _config_v2(d: Path) -> str:
-    """containerd 1.6 (config version 2)."""
+def _daemon_config(d: Path, version: int) -> str:
+    """What every flavour shares: its own root, state and sockets under `d`, so
+    several instances never touch each other (or a system containerd)."""
     return f"""
-version = 2
+version = {version}
 root = "{d}/root"
 state = "{d}/state"
 disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
@@ -54,6 +55,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   address = "{d}/containerd.sock.ttrpc"
 [debug]
   address = "{d}/debug.sock"
+"""
+
+
+def _config_v2(d: Path) -> str:
+    """containerd 1.6 (config version 2)."""
+    return (
+        _daemon_config(d, 2)
+        + f"""
 [plugins."io.containerd.grpc.v1.cri"]
   sandbox_image = "{SANDBOX_IMAGE}"
   restrict_oom_score_adj = true
@@ -69,23 +78,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
     bin_dir = "{d}/cni/bin"
     conf_dir = "{d}/cni/conf"
 """
+    )
 
 
 def _config_v3(d: Path) -> str:
     """containerd 2.x (config version 3: the CRI plugin is split in three)."""
-    return f"""
-version = 3
-root = "{d}/root"
-state = "{d}/state"
-disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs",
-  "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.devmapper",
-  "io.containerd.snapshotter.v1.erofs"]
-[grpc]
-  address = "{d}/containerd.sock"
-[ttrpc]
-  address = "{d}/containerd.sock.ttrpc"
-[debug]
-  address = "{d}/debug.sock"
+    return (
+        _daemon_config(d, 3)
+        + f"""
 [plugins."io.containerd.cri.v1.images"]
   snapshotter = "overlayfs"
   [plugins."io.containerd.cri.v1.images".pinned_images]
@@ -104,6 +104,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
 """
+    )
 
 
 class ContainerdNode:

@@ -1,0 +1,40 @@
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from imageprune.node import executor, progress
+from imageprune_cri import types
+
+pytestmark = pytest.mark.unit
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def _result(n: int, outcome: executor.Outcome) -> executor.Result:
+    return executor.Result(types.Image(id=f"sha256:{n}", size=1024 * 1024), outcome)
+
+
+def test_terminal_bar_redraws_in_place_and_ends_with_a_newline() -> None:
+    out = Terminal()
+    bar = progress.Progress(2, stream=out)
+    bar(_result(1, executor.Outcome.REMOVED))
+    bar(_result(2, executor.Outcome.FAILED))
+    text = out.getvalue()
+    assert text.startswith("\rRemoving [")
+    assert text.endswith("2/2 images, 1 MiB, 1 failed\n")
+
+
+def test_logs_get_whole_lines_not_a_line_per_image() -> None:
+    out = io.StringIO()
+    bar = progress.Progress(100, stream=out, label="Would remove")
+    for n in range(100):
+        bar(_result(n, executor.Outcome.WOULD_REMOVE))
+    lines = out.getvalue().splitlines()
+    assert "\r" not in out.getvalue()
+    assert 1 <= len(lines) <= 3  # the first, perhaps one on a slow machine, and the last
+    assert lines[-1].endswith("100/100 images, 100 MiB")
