@@ -159,3 +159,16 @@ def test_unused_for_counts_from_records_that_survive_restarts(
     assert code == 0
     assert image.id not in containerd.image_ids()
     assert image.id in {r["id"] for r in report["removed"]}  # type: ignore[union-attr]
+
+
+def test_corrupt_usage_records_warn_and_keep_more(
+    containerd: ContainerdNode, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    image = containerd.add_image(repo_tags=["docker.io/library/idle:1"])
+    (tmp_path / "usage.json").write_text("{not json")
+    code, report = _prune(containerd, tmp_path, "--unused-for", "1h")
+    assert code == 0
+    assert any("corrupt usage records" in r.getMessage() for r in caplog.records)
+    # Starting afresh means "first seen now": nothing is old enough to go.
+    assert image.id in containerd.image_ids()
+    assert report["kept"]["RecentlyUsed"] >= 1  # type: ignore[index]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -114,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Library warnings (e.g. unreadable usage records) reach the user as one line.
+    logging.basicConfig(format="imageprune: warning: %(message)s", level=logging.WARNING)
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

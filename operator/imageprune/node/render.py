@@ -15,10 +15,13 @@ def _short_id(image_id: str) -> str:
     return image_id.removeprefix("sha256:")[:12]
 
 
-def _ago(moment: datetime.datetime | None, now: datetime.datetime) -> str:
+def age_text(moment: datetime.datetime | None, now: datetime.datetime) -> str:
     if moment is None:
         return "never"
-    return durations.format_duration(max(now - moment, datetime.timedelta(0))) + " ago"
+    age = now - moment
+    if age < datetime.timedelta(seconds=1):
+        return "just now"
+    return durations.format_duration(datetime.timedelta(seconds=int(age.total_seconds()))) + " ago"
 
 
 def _iso(moment: datetime.datetime | None) -> str | None:
@@ -73,7 +76,7 @@ def images(
                 quantities.format_bytes(v.image.size),
                 str(len(v.users)) if v.users else "-",
                 "yes" if v.image.pinned else "-",
-                _ago(record.last_used if record else None, now),
+                age_text(record.last_used if record else None, now),
                 v.reason.value,
                 v.detail,
             ]
