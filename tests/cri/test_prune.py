@@ -172,3 +172,21 @@ def test_corrupt_usage_records_warn_and_keep_more(
     # Starting afresh means "first seen now": nothing is old enough to go.
     assert image.id in containerd.image_ids()
     assert report["kept"]["RecentlyUsed"] >= 1  # type: ignore[index]
+
+
+def test_disk_target_reads_the_real_image_filesystem(
+    containerd: ContainerdNode, tmp_path: Path
+) -> None:
+    image = containerd.add_image(repo_tags=["docker.io/library/big:1"], payload_size=100_000)
+    used = containerd.image_filesystem_used_percent()
+    # Below a high mark above the current fill: nothing to do.
+    high = f"{min(used + 1, 100):.2f}"
+    code, report = _prune(containerd, tmp_path, "--disk-high", high, "--disk-low", "0.01")
+    assert code == 0
+    assert report["kept"]["DiskBelowTarget"] == 1  # type: ignore[index]
+    assert image.id in containerd.image_ids()
+    # At or above the high mark: remove until the projection reaches the low mark.
+    high = f"{max(used - 1, 0.02):.2f}"
+    code, report = _prune(containerd, tmp_path, "--disk-high", high, "--disk-low", "0.01")
+    assert code == 0
+    assert image.id not in containerd.image_ids()

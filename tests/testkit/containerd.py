@@ -264,6 +264,11 @@ class ContainerdNode:
         status = self.images.ImageStatus(api_pb2.ImageStatusRequest(image=spec), timeout=30)
         return str(status.image.id)
 
+    def image_filesystem_used_percent(self) -> float:
+        """How full the filesystem under this node's snapshots is, per statvfs."""
+        st = os.statvfs(self.dir / "root")
+        return 100.0 * (st.f_blocks - st.f_bfree) / st.f_blocks
+
     def wait_image(self, image_id: str, *, present: bool = True, timeout: float = 10.0) -> None:
         """The CRI image cache follows containerd's image events; wait until it has."""
         deadline = time.monotonic() + timeout
