@@ -367,30 +367,16 @@ EOF
   log "smoke: OK"
 }
 
-# mk_oci_tar FILE NAME: a one-layer OCI image archive (no registry needed).
+# mk_oci_tar FILE NAME: an image archive made by the tests' own builder
+# (tests/testkit/oci.py, standard library only; needs /bin/busybox from busybox-static).
 mk_oci_tar() {
-  python3 - "$1" "$2" <<'PY'
-import hashlib, io, json, sys, tarfile
-def dg(b): return "sha256:" + hashlib.sha256(b).hexdigest()
-def tar(entries):
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as t:
-        for name, data in entries:
-            ti = tarfile.TarInfo(name); ti.size = len(data); t.addfile(ti, io.BytesIO(data))
-    return buf.getvalue()
-out, name = sys.argv[1], sys.argv[2]
-layer = tar([("hello.txt", b"hello\n")])
-cfg = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                  "rootfs": {"type": "layers", "diff_ids": [dg(layer)]}}).encode()
-man = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": dg(cfg), "size": len(cfg)},
-    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": dg(layer), "size": len(layer)}]}).encode()
-idx = json.dumps({"schemaVersion": 2, "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
-    "digest": dg(man), "size": len(man), "annotations": {"io.containerd.image.name": name}}]}).encode()
-with open(out, "wb") as f:
-    f.write(tar([("oci-layout", b'{"imageLayoutVersion":"1.0.0"}'), ("index.json", idx)] +
-                [("blobs/sha256/" + dg(b)[7:], b) for b in (layer, cfg, man)]))
-PY
+  local tests
+  tests="$(cd "$(dirname "${BASH_SOURCE[0]}")/../tests" && pwd)"
+  PYTHONPATH="$tests" python3 -c '
+import pathlib, sys
+from testkit import oci
+oci.build_archive(pathlib.Path(sys.argv[1]), [oci.ImageSpec(repo_tags=(sys.argv[2],))])
+' "$1" "$2"
 }
 
 smoke_cleanup() {

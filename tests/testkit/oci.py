@@ -151,7 +151,3 @@ def build_archive(path: Path, specs: Sequence[ImageSpec]) -> list[BuiltImage]:
             files.append((name, blob, 0o644))
     path.write_bytes(_tar(files))
     return built
-
-
-def build_image(path: Path, spec: ImageSpec) -> BuiltImage:
-    return build_archive(path, [spec])[0]

@@ -5,14 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import logging
 import sys
 
 from imageprune.node import executor, inventory, planner, progress, render, usage
 from imageprune.policy.selection import Selection
 from imageprune_cri import CriClient
-
-log = logging.getLogger("imageprune")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,7 +12,7 @@ import asyncio
 import dataclasses
 import enum
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from imageprune.node import users
@@ -32,6 +32,11 @@ class Outcome(enum.StrEnum):
     WOULD_REMOVE = "WouldRemove"  # dry run
     NOW_IN_USE = "NowInUse"  # a container started using it after planning
     FAILED = "Failed"
+
+    @property
+    def takes_image(self) -> bool:
+        """The image is (or, in a dry run, would be) gone."""
+        return self in (Outcome.REMOVED, Outcome.WOULD_REMOVE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +60,7 @@ class Report:
 
     @property
     def removed_bytes(self) -> int:
-        done = (Outcome.REMOVED, Outcome.WOULD_REMOVE)
-        return sum(r.image.size for r in self.results if r.outcome in done)
+        return sum(r.image.size for r in self.results if r.outcome.takes_image)
 
     @property
     def failed(self) -> list[Result]:
@@ -101,7 +105,8 @@ async def execute(
 
 
 class FreshListings:
-    """Container listings that begin after the caller asks for one.
+    """Container listings that begin after the caller asks for one, each indexed
+    once by image reference for all the checks that share it.
 
     Every removal needs a listing newer than its own check, but one listing per
     removal would cost as much as the removals. So callers that ask while a listing
@@ -110,10 +115,10 @@ class FreshListings:
 
     def __init__(self, runtime: Runtime) -> None:
         self._runtime = runtime
-        self._waiting: asyncio.Future[list[types.Container]] | None = None
+        self._waiting: asyncio.Future[users.Index] | None = None
         self._runner: asyncio.Task[None] | None = None
 
-    async def fresh(self) -> list[types.Container]:
+    async def fresh(self) -> users.Index:
         if self._waiting is None:
             self._waiting = asyncio.get_running_loop().create_future()
         waiting = self._waiting
@@ -127,7 +132,7 @@ class FreshListings:
             # because this one may already be under way.
             waiting, self._waiting = self._waiting, None
             try:
-                waiting.set_result(await self._runtime.list_containers())
+                waiting.set_result(users.index(await self._runtime.list_containers()))
             except Exception as err:  # every waiter must hear of it, or it waits forever
                 waiting.set_exception(err)
 
@@ -137,10 +142,10 @@ async def _remove_if_unused(
 ) -> Result:
     checked_at = time.monotonic()
     try:
-        containers = await listings.fresh()
+        in_use = await listings.fresh()
     except CriError as err:
         return Result(image, Outcome.FAILED, f"could not re-check users: {err}", checked_at)
-    now_using = users.of_image(image, containers)
+    now_using = users.of_image(image, in_use)
     if now_using:
         return Result(
             image,
@@ -154,10 +159,3 @@ async def _remove_if_unused(
     except CriError as err:
         return Result(image, Outcome.FAILED, str(err), checked_at, removed_at)
     return Result(image, Outcome.REMOVED, "", checked_at, removed_at)
-
-
-def summary_counts(results: Iterable[Result]) -> dict[Outcome, int]:
-    counts = dict.fromkeys(Outcome, 0)
-    for r in results:
-        counts[r.outcome] += 1
-    return counts

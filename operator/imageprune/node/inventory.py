@@ -15,17 +15,13 @@ log = logging.getLogger("imageprune.inventory")
 
 @dataclasses.dataclass(frozen=True)
 class DiskFigures:
-    """The image filesystem: used bytes as the runtime reports them, capacity and
-    free space from statvfs on its mountpoint (the CRI reports no capacity)."""
+    """The image filesystem's capacity and use, from statvfs on the mountpoint the
+    runtime names (the CRI reports no capacity, and disk targets, like kubelet's,
+    are about the whole filesystem)."""
 
     mountpoint: str
     capacity_bytes: int
-    used_bytes: int  # by images, per the runtime
-    fs_used_bytes: int  # by everything on that filesystem, per statvfs
-
-    @property
-    def used_percent(self) -> float:
-        return 100.0 * self.fs_used_bytes / self.capacity_bytes if self.capacity_bytes else 0.0
+    fs_used_bytes: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +48,7 @@ def disk_figures(filesystems: list[types.FilesystemUsage]) -> DiskFigures | None
             # The agent runs in a pod: the mountpoint must be mounted in to be seen.
             log.warning("cannot stat image filesystem %s: %s", fs.mountpoint, err)
             continue
-        return DiskFigures(fs.mountpoint, capacity, fs.used_bytes, used)
+        return DiskFigures(fs.mountpoint, capacity, used)
     return None
 
 

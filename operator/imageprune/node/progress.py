@@ -24,7 +24,7 @@ class Progress:
 
     def __call__(self, result: executor.Result) -> None:
         self.done += 1
-        if result.outcome in (executor.Outcome.REMOVED, executor.Outcome.WOULD_REMOVE):
+        if result.outcome.takes_image:
             self.bytes += result.image.size
         elif result.outcome is executor.Outcome.FAILED:
             self.failed += 1

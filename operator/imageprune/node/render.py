@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import datetime
 import json
 from collections.abc import Mapping, Sequence
@@ -84,7 +85,7 @@ def images(
     _table(rows, stream)
     stream.write(
         f"\n{len(plan.removable)} of {len(plan.verdicts)} images removable, "
-        f"{quantities.format_bytes(sum(i.size for i in plan.removable))}\n"
+        f"{quantities.format_bytes(plan.removable_bytes)}\n"
     )
 
 
@@ -96,40 +97,36 @@ def prune_report(
     output: str,
     stream: TextIO,
 ) -> None:
-    kept: dict[str, int] = {}
-    for v in plan.verdicts:
-        if v.reason is not planner.Reason.REMOVABLE:
-            kept[v.reason.value] = kept.get(v.reason.value, 0) + 1
-    counts = executor.summary_counts(report.results)
+    kept = collections.Counter(
+        v.reason.value for v in plan.verdicts if v.reason is not planner.Reason.REMOVABLE
+    )
+    taken = [r for r in report.results if r.outcome.takes_image]
     if output == "json":
         doc = {
             "dryRun": report.dry_run,
             "images": len(plan.verdicts),
             "removed" if not report.dry_run else "wouldRemove": [
                 {"id": r.image.id, "repoTags": list(r.image.repo_tags), "size": r.image.size}
-                for r in report.results
-                if r.outcome in (executor.Outcome.REMOVED, executor.Outcome.WOULD_REMOVE)
+                for r in taken
             ],
             "bytes": report.removed_bytes,
             "freedOnDisk": freed_on_disk,
             "nowInUse": [r.image.id for r in report.with_outcome(executor.Outcome.NOW_IN_USE)],
             "errors": [{"id": r.image.id, "error": r.detail} for r in report.failed],
-            "kept": kept,
+            "kept": dict(kept),
         }
         json.dump(doc, stream, indent=2)
         stream.write("\n")
         return
     verb = "Would remove" if report.dry_run else "Removed"
-    done = counts[executor.Outcome.WOULD_REMOVE] + counts[executor.Outcome.REMOVED]
-    for r in report.results:
-        if r.outcome in (executor.Outcome.REMOVED, executor.Outcome.WOULD_REMOVE):
-            name = ", ".join(r.image.repo_tags) or "<none>"
-            stream.write(f"{verb.lower()}: {_short_id(r.image.id)} {name}\n")
+    for r in taken:
+        name = ", ".join(r.image.repo_tags) or "<none>"
+        stream.write(f"{verb.lower()}: {_short_id(r.image.id)} {name}\n")
     for r in report.with_outcome(executor.Outcome.NOW_IN_USE):
         stream.write(f"kept (now in use): {_short_id(r.image.id)} {r.detail}\n")
     for r in report.failed:
         stream.write(f"error: {_short_id(r.image.id)}: {r.detail}\n")
-    line = f"{verb} {done} images, {quantities.format_bytes(report.removed_bytes)}"
+    line = f"{verb} {len(taken)} images, {quantities.format_bytes(report.removed_bytes)}"
     if freed_on_disk is not None:
         line += f" ({quantities.format_bytes(max(freed_on_disk, 0))} freed on disk)"
     if report.failed:

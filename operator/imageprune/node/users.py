@@ -37,8 +37,8 @@ def index(containers: Iterable[Container]) -> Index:
     )
 
 
-def of_image(image: Image, containers: Iterable[Container]) -> tuple[Container, ...]:
-    return index(containers).referrers(references.image_names(image))
+def of_image(image: Image, in_use: Index) -> tuple[Container, ...]:
+    return in_use.referrers(references.image_names(image))
 
 
 def label(container: Container) -> str:
