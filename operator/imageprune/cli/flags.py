@@ -4,6 +4,7 @@ spec means: flags are turned into a spec and parsed by the same code as policies
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,13 +36,34 @@ class UsageError(Exception):
     """Bad flags or policy file: reported with exit code 2, before any removal."""
 
 
-def positive_float(text: str) -> float:
+# Longer deadlines are typos, and gRPC turns absurd ones (1e300) into an instant
+# DEADLINE_EXCEEDED.
+MAX_SECONDS = 86400.0
+
+
+def _finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):  # float() takes 'nan' and 'inf'; a deadline cannot
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds")
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than a day ({MAX_SECONDS:g})")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _finite_float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
     return value
 
 
