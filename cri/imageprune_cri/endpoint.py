@@ -69,8 +69,9 @@ def normalize(endpoint: str, *, origin: str = "--runtime-endpoint") -> str:
 
 
 def _printable(text: str) -> str:
-    """repr() that shows undecodable bytes as \\xNN instead of failing to print."""
-    return repr(text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+    """The text in quotes, with bytes that are not UTF-8 shown as \\xNN (printing
+    them as they are would fail)."""
+    return "'" + text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace") + "'"
 
 
 def socket_path(endpoint: str) -> str:

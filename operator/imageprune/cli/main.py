@@ -199,7 +199,7 @@ def _main(argv: Sequence[str] | None) -> int:
         # Outside the event loop, so a signal can interrupt reading a policy file.
         selection = flags.selection_from_args(args)
     except flags.UsageError as err:
-        return _fail(Exit.USAGE, f"imageprune {args.command}: error: {err}")
+        parser.exit(Exit.USAGE, f"imageprune {args.command}: error: {err}\n")
     signals = interrupts.Interrupts()
     try:
         failed = asyncio.run(_run(args, selection, signals))
@@ -215,11 +215,6 @@ def _main(argv: Sequence[str] | None) -> int:
     if signals.exit_code is not None:
         return signals.exit_code
     return Exit.PARTIAL if failed else Exit.OK
-
-
-def _fail(code: Exit, message: str) -> int:
-    print(message, file=sys.stderr)
-    return code
 
 
 # Errors that are not the runtime's fault (the rest of CriError is: Exit.RUNTIME).
