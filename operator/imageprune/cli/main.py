@@ -1,5 +1,9 @@
 """`imageprune`: the node-local command line. Works on one node, without a cluster.
-The exit codes are in EXIT_CODES below (and `imageprune --help`)."""
+The exit codes are in EXIT_CODES below (and `imageprune --help`).
+
+This module imports only what is light at the top: the rest (gRPC, YAML: about half
+a second) is imported after main() has its signal handlers in place, so a Ctrl-C
+during start-up exits quietly instead of with a traceback from an import."""
 
 from __future__ import annotations
 
@@ -11,12 +15,13 @@ import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import imageprune
-from imageprune.cli import commands, flags, interrupts
-from imageprune.node import statelock
-from imageprune.policy.selection import Selection
-from imageprune_cri import CriError, EndpointInvalid, client
+from imageprune.cli import interrupts
+
+if TYPE_CHECKING:
+    from imageprune.policy.selection import Selection
 
 
 class Exit(enum.IntEnum):
@@ -70,6 +75,8 @@ def _add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
     """The flags every command shares, given before or after the command (as kubectl
     allows). The copy on each command has no defaults, so that it never overwrites
     a value given before the command."""
+    from imageprune.cli import flags  # noqa: PLC0415 - see the module docstring
+    from imageprune_cri import client  # noqa: PLC0415
 
     def default(value: object) -> object:
         return value if defaults else argparse.SUPPRESS
@@ -100,6 +107,9 @@ def _add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from imageprune.cli import flags  # noqa: PLC0415 - see the module docstring
+    from imageprune.node import statelock  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(
         prog="imageprune",
         description=textwrap.fill(
@@ -170,6 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
 async def _run(
     args: argparse.Namespace, selection: Selection, signals: interrupts.Interrupts
 ) -> int:
+    from imageprune.cli import commands  # noqa: PLC0415 - see the module docstring
+
     signals.install()
     try:
         command = commands.images if args.command == "images" else commands.prune
@@ -190,6 +202,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
+    from imageprune.cli import flags  # noqa: PLC0415 - see the module docstring
+    from imageprune.node import statelock  # noqa: PLC0415
+    from imageprune_cri import CriError, EndpointInvalid  # noqa: PLC0415
+
+    # Errors that are not the runtime's fault (the rest of CriError is).
+    exit_of: dict[type[Exception], Exit] = {
+        EndpointInvalid: Exit.USAGE,
+        statelock.LockError: Exit.LOCKED,
+    }
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
@@ -204,7 +225,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         failed = asyncio.run(_run(args, selection, signals))
     except (CriError, statelock.LockError) as err:
-        code = _EXIT_OF.get(type(err), Exit.RUNTIME)
+        code = exit_of.get(type(err), Exit.RUNTIME)
         where = f" {args.command}" if code is Exit.USAGE else ""
         print(f"imageprune{where}: error: {err}", file=sys.stderr)
         return code
@@ -215,13 +236,6 @@ def _main(argv: Sequence[str] | None) -> int:
     if signals.exit_code is not None:
         return signals.exit_code
     return Exit.PARTIAL if failed else Exit.OK
-
-
-# Errors that are not the runtime's fault (the rest of CriError is: Exit.RUNTIME).
-_EXIT_OF: dict[type[Exception], Exit] = {
-    EndpointInvalid: Exit.USAGE,
-    statelock.LockError: Exit.LOCKED,
-}
 
 
 if __name__ == "__main__":
