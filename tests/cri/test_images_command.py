@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from imageprune.node import cli
+from imageprune.cli import main as cli
 from testkit import oci
 from testkit.containerd import ContainerdNode
 

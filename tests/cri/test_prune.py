@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from imageprune.node import cli, usage
+from imageprune.cli import main as cli
+from imageprune.node import usage
 from testkit import oci
 from testkit.containerd import SANDBOX_IMAGE, ContainerdNode
 

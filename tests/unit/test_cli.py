@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import imageprune
-from imageprune.node import cli, flags
+from imageprune.cli import flags
+from imageprune.cli import main as cli
 
 pytestmark = pytest.mark.unit
 

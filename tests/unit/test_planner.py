@@ -10,7 +10,8 @@ from typing import ClassVar
 import pytest
 
 from imageprune.node import planner
-from imageprune.node.planner import DiskUsage, Plan, Reason
+from imageprune.node.disk import DiskUsage
+from imageprune.node.planner import Plan, Reason
 from imageprune.node.usage import UsageRecord
 from imageprune.policy.references import Pattern
 from imageprune.policy.selection import DiskTarget, Scope, Selection

@@ -15,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imageprune.node import planner
-from imageprune.node.planner import DiskUsage, Plan, Reason
+from imageprune.node.disk import DiskUsage
+from imageprune.node.planner import Plan, Reason
 from imageprune.node.usage import UsageRecord
 from imageprune.policy import references
 from imageprune.policy.references import Pattern

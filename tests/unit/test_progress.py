@@ -4,7 +4,8 @@ import io
 
 import pytest
 
-from imageprune.node import executor, progress
+from imageprune.cli import progress
+from imageprune.node import executor
 from imageprune_cri import types
 
 pytestmark = pytest.mark.unit

@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 
-from imageprune.node import render
+from imageprune.cli import render
 
 pytestmark = pytest.mark.unit
 

@@ -1,2 +1,2 @@
-"""Node side: the planner, usage records, the executor and the node-local CLI.
-The only part of imageprune that talks to the container runtime."""
+"""Node engine: read the runtime, plan, remove. `service` is its one entry point for
+the CLI and the agent; nothing here parses flags or prints."""

@@ -5,23 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
-import os
 
+from imageprune.node.disk import DiskUsage, of_image_filesystems
 from imageprune_cri import CriClient, types
-
-log = logging.getLogger("imageprune.inventory")
-
-
-@dataclasses.dataclass(frozen=True)
-class DiskFigures:
-    """The image filesystem's capacity and use, from statvfs on the mountpoint the
-    runtime names (the CRI reports no capacity, and disk targets, like kubelet's,
-    are about the whole filesystem)."""
-
-    mountpoint: str
-    capacity_bytes: int
-    fs_used_bytes: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,27 +15,8 @@ class Snapshot:
     images: tuple[types.Image, ...]
     containers: tuple[types.Container, ...]
     sandbox_images: frozenset[str]
-    disk: DiskFigures | None
+    disk: DiskUsage | None
     runtime: types.RuntimeVersion
-
-
-def statvfs_used(mountpoint: str) -> tuple[int, int]:
-    """(capacity, used) bytes of the filesystem holding `mountpoint`."""
-    st = os.statvfs(mountpoint)
-    capacity = st.f_blocks * st.f_frsize
-    return capacity, capacity - st.f_bfree * st.f_frsize
-
-
-def disk_figures(filesystems: list[types.FilesystemUsage]) -> DiskFigures | None:
-    for fs in filesystems:
-        try:
-            capacity, used = statvfs_used(fs.mountpoint)
-        except OSError as err:
-            # The agent runs in a pod: the mountpoint must be mounted in to be seen.
-            log.warning("cannot stat image filesystem %s: %s", fs.mountpoint, err)
-            continue
-        return DiskFigures(fs.mountpoint, capacity, used)
-    return None
 
 
 async def take(cri: CriClient, *, with_created_at: bool) -> Snapshot:
@@ -68,6 +35,6 @@ async def take(cri: CriClient, *, with_created_at: bool) -> Snapshot:
         images=tuple(images),
         containers=tuple(containers),
         sandbox_images=sandbox_images,
-        disk=disk_figures(filesystems),
+        disk=of_image_filesystems(filesystems),
         runtime=version,
     )

@@ -17,6 +17,7 @@ import operator
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from imageprune.node import users
+from imageprune.node.disk import DiskUsage
 from imageprune.node.usage import UsageRecord
 from imageprune.policy import durations, quantities, references
 from imageprune.policy.selection import DiskTarget, Scope, Selection
@@ -37,14 +38,6 @@ class Reason(enum.StrEnum):
     DISK_BELOW_TARGET = "DiskBelowTarget"
     CAP_REACHED = "CapReached"
     REMOVABLE = "Removable"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class DiskUsage:
-    """The image filesystem: total size and bytes in use."""
-
-    capacity_bytes: int
-    used_bytes: int
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -104,6 +104,11 @@ class Selection:
             if value is not None and value < 1:
                 raise ValueError(f"{name} must be at least 1 (None means no limit)")
 
+    @property
+    def needs_created_at(self) -> bool:
+        """Whether planning needs image creation times (one runtime call per image)."""
+        return self.older_than is not None or self.keep_latest_per_repository > 0
+
 
 _DISK_FIELDS = frozenset({"highPercent", "lowPercent"})
 _LIMIT_FIELDS = frozenset({"maxImagesPerRun", "maxBytesPerRun"})

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import imageprune
-from imageprune.node import commands, flags
+from imageprune.cli import commands, flags
 from imageprune_cri import CriError
 
 EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3

@@ -1,0 +1,1 @@
+"""The node-local command line: parses flags, calls the node service, renders."""

@@ -1,0 +1,99 @@
+"""The node engine's use cases, called alike by the CLI and the agent: observe the
+node (and record image usage), and prune it. Keyword arguments only; nothing here
+parses flags or prints: warnings go to the log."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+from collections.abc import Callable
+
+from imageprune.node import disk, executor, inventory, planner, usage
+from imageprune.policy.selection import Selection
+from imageprune_cri import CriClient
+
+log = logging.getLogger("imageprune.service")
+
+
+@dataclasses.dataclass(frozen=True)
+class Observation:
+    snapshot: inventory.Snapshot
+    records: dict[str, usage.UsageRecord]
+    plan: planner.Plan
+    now: datetime.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneRun:
+    observation: Observation
+    report: executor.Report
+    # The image filesystem measured again after the removals; None for a dry run or
+    # when it could not be measured. Other writers share it, so the delta is a hint.
+    disk_after: disk.DiskUsage | None
+
+
+async def observe(
+    cri: CriClient, *, selection: Selection, store: usage.UsageStore, now: datetime.datetime
+) -> Observation:
+    """Read the node, update and save the usage records, and plan under `selection`."""
+    snapshot = await inventory.take(cri, with_created_at=selection.needs_created_at)
+    records = usage.observe(
+        store.load(), images=snapshot.images, containers=snapshot.containers, now=now
+    )
+    try:
+        store.save(records)
+    except OSError as err:
+        # Not fatal: this run still plans from what it observed; age clocks just
+        # will not survive it, and unusedFor depends on them.
+        log.warning(
+            "cannot save usage records in %s: %s; image ages will not survive this run",
+            store.path.parent,
+            err.strerror,
+        )
+    plan = planner.plan(
+        images=snapshot.images,
+        containers=snapshot.containers,
+        sandbox_images=snapshot.sandbox_images,
+        usage=records,
+        disk=snapshot.disk,
+        selection=selection,
+        now=now,
+    )
+    return Observation(snapshot, records, plan, now)
+
+
+async def prune(
+    cri: CriClient,
+    *,
+    selection: Selection,
+    store: usage.UsageStore,
+    now: datetime.datetime,
+    dry_run: bool,
+    concurrency: int,
+    on_plan: Callable[[planner.Plan], None] | None = None,
+    on_result: executor.Progress | None = None,
+) -> PruneRun:
+    """Observe, then remove what the plan allows (re-checking each image's users
+    right before its removal). `on_plan` hears the plan before any removal."""
+    observed = await observe(cri, selection=selection, store=store, now=now)
+    if on_plan:
+        on_plan(observed.plan)
+    report = await executor.execute(
+        cri,
+        observed.plan.removable,
+        dry_run=dry_run,
+        concurrency=concurrency,
+        on_result=on_result,
+    )
+    return PruneRun(observed, report, None if dry_run else _measure_again(observed.snapshot.disk))
+
+
+def _measure_again(before: disk.DiskUsage | None) -> disk.DiskUsage | None:
+    if before is None or before.mountpoint is None:
+        return None
+    try:
+        return disk.measure(before.mountpoint)
+    except OSError as err:
+        log.warning("cannot stat image filesystem %s: %s", before.mountpoint, err)
+        return None
