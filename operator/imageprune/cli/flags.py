@@ -8,6 +8,7 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+from imageprune.policy import manifest_file
 from imageprune.policy import selection as policy_selection
 
 SELECTION_EPILOG = """\
@@ -84,6 +85,7 @@ def add_selection(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("selection")
     group.add_argument(
         "--scope",
+        type=str.capitalize,  # the spec takes any case: unused, UNUSED
         choices=[s.value for s in policy_selection.Scope],
         help="Unused: every image no container uses (default); Dangling: untagged only",
     )
@@ -159,14 +161,11 @@ def selection_from_args(args: argparse.Namespace) -> policy_selection.Selection:
         if spec:
             raise UsageError("--policy cannot be combined with other selection flags")
         try:
-            text = args.policy.read_text()
-        except OSError as err:
-            raise UsageError(f"--policy {args.policy}: {err.strerror}") from None
-        try:
-            return policy_selection.load_policy_manifest(text)
+            return manifest_file.load_policy_file(args.policy)
         except policy_selection.PolicyError as err:
-            raise UsageError(f"--policy {args.policy}: {err}") from None
+            raise UsageError(f"--policy {err}") from None
     try:
-        return policy_selection.selection_from_spec(spec)
+        # No --unused-for means no age limit, as with crictl.
+        return policy_selection.selection_from_spec(spec, unused_for_default=None)
     except policy_selection.PolicyError as err:
         raise UsageError(_flag_names(str(err))) from None
