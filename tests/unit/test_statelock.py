@@ -18,7 +18,7 @@ async def test_a_second_taker_gives_up_after_the_timeout_naming_the_holder(
     tmp_path: Path,
 ) -> None:
     async with statelock.StateLock(tmp_path / "state", timeout=0):
-        with pytest.raises(statelock.LockError, match=rf"\(pid {os.getpid()}\) holds .*/lock"):
+        with pytest.raises(statelock.LockHeld, match=rf"\(pid {os.getpid()}\) holds .*/lock"):
             async with statelock.StateLock(tmp_path / "state", timeout=0.3):
                 pytest.fail("two holders at once")
 

@@ -25,8 +25,11 @@ _POLL_SECONDS = 0.1  # flock has no timeout of its own; asking again this often 
 
 
 class LockError(Exception):
-    """The lock could not be taken: another prune holds it, or the file cannot be
-    created."""
+    """The lock file cannot be created or opened (a bad --state-dir)."""
+
+
+class LockHeld(LockError):
+    """Another prune held the lock for longer than we were willing to wait."""
 
 
 class StateLock:
@@ -55,7 +58,7 @@ class StateLock:
                 if time.monotonic() >= deadline:
                     holder = _holder(fd)
                     os.close(fd)
-                    raise LockError(
+                    raise LockHeld(
                         f"another prune{holder} holds {self.path}; "
                         f"gave up after waiting {self.timeout:g}s (--lock-timeout)"
                     ) from None
