@@ -25,8 +25,7 @@ def test_two_prunes_at_once_count_each_image_once(
     )
     ids = {image.id for image in built}
     first, second = (
-        cliproc.start(containerd, tmp_path, "--lock-timeout", "300", "-o", "json")
-        for _ in range(2)
+        cliproc.start(containerd, tmp_path, "--lock-timeout", "300", "-o", "json") for _ in range(2)
     )
     reports = []
     for prune in (first, second):
