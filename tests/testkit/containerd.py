@@ -162,6 +162,12 @@ class ContainerdNode:
             self._channel.close()
             self._channel = None
 
+    def freeze(self, *, frozen: bool = True) -> None:
+        """SIGSTOP (or SIGCONT) the daemon: a runtime that accepts connections and
+        answers nothing, as a wedged one does."""
+        assert self._proc is not None, "not started"
+        self._proc.send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
+
     def _cri_answers(self) -> bool:
         try:
             self.runtime.Version(api_pb2.VersionRequest(), timeout=2)
