@@ -3,55 +3,18 @@ a dry run and a real run, counts that are never truncated, one entry per error k
 
 from __future__ import annotations
 
-import datetime
 import json
 
 import pytest
 
-from imageprune.node import disk, executor, inventory, planner, report, service
-from imageprune_cri import types
+from imageprune.node import executor, report
+from testkit import pruneruns
 
 pytestmark = pytest.mark.unit
 
-T0 = datetime.datetime(2025, 1, 1, tzinfo=datetime.UTC)
 Outcome = executor.Outcome
-IMAGES = [
-    types.Image(id=f"sha256:{n:064x}", repo_tags=(f"docker.io/library/i{n}:1",), size=100 * n)
-    for n in range(1, 6)
-]
-KEPT = types.Image(id="sha256:" + "f" * 64, repo_tags=("docker.io/library/kept:1",), size=7)
-
-
-def _run(outcomes: list[tuple[Outcome, str]], *, dry_run: bool) -> service.PruneRun:
-    before = disk.DiskUsage(capacity_bytes=1000, used_bytes=900, mountpoint="/var/lib/x")
-    snapshot = inventory.Snapshot(
-        images=(*IMAGES, KEPT),
-        containers=(),
-        sandbox_images=frozenset(),
-        disk=before,
-        runtime=types.RuntimeVersion("containerd", "2.0", "v1"),
-    )
-    plan = planner.Plan(
-        verdicts=(
-            *(planner.Verdict(i, planner.Reason.REMOVABLE, "") for i in IMAGES),
-            planner.Verdict(KEPT, planner.Reason.EXCLUDED, "matches kept*"),
-        ),
-        removable=tuple(IMAGES),
-        unmatched_excludes=("typo*",),
-    )
-    results = tuple(
-        executor.Result(image, outcome, detail, error_kind=kind)
-        for image, (outcome, kind), detail in zip(
-            IMAGES, outcomes, ["d1", "d2", "d3", "d4", "d5"], strict=True
-        )
-    )
-    after = None if dry_run else disk.DiskUsage(1000, 700, "/var/lib/x")
-    return service.PruneRun(
-        service.Observation(snapshot, {}, plan, T0),
-        executor.Report(dry_run=dry_run, results=results),
-        after,
-        T0 + datetime.timedelta(seconds=3),
-    )
+IMAGES = pruneruns.IMAGES
+_run = pruneruns.prune_run
 
 
 DRY = [(Outcome.WOULD_REMOVE, "")] * 5
