@@ -46,3 +46,23 @@ async def test_an_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(statelock.LockError, match=r"cannot create the lock file .*--state-dir"):
         async with statelock.StateLock(blocker / "state"):
             pytest.fail("locked under a regular file")
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "directory"])
+async def test_a_lock_path_that_is_not_a_regular_file_is_refused_untouched(
+    tmp_path: Path, kind: str
+) -> None:
+    target = tmp_path / "precious"
+    target.write_text("keep me")
+    lock = tmp_path / "state" / statelock.LOCK_FILE
+    lock.parent.mkdir()
+    if kind == "symlink":
+        lock.symlink_to(target)
+    elif kind == "fifo":
+        os.mkfifo(lock)
+    else:
+        lock.mkdir()
+    with pytest.raises(statelock.LockError, match=str(lock)):
+        async with statelock.StateLock(lock.parent, timeout=0):
+            pytest.fail("locked through something that is not a regular file")
+    assert target.read_text() == "keep me"

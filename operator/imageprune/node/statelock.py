@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import stat
 import time
 from pathlib import Path
 from types import TracebackType
@@ -41,14 +42,7 @@ class StateLock:
         self._fd: int | None = None
 
     async def __aenter__(self) -> StateLock:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as err:
-            raise LockError(
-                f"cannot create the lock file {self.path}: {err.strerror}; "
-                "set --state-dir to a writable directory"
-            ) from None
+        fd = self._open()
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -74,6 +68,22 @@ class StateLock:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
         return self
+
+    def _open(self) -> int:
+        """The lock file, created if need be. Never through a symlink and only a
+        regular file: we run as root and write into it."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        except OSError as err:
+            raise LockError(
+                f"cannot create the lock file {self.path}: {err.strerror}; "
+                "set --state-dir to a writable directory"
+            ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise LockError(f"the lock file {self.path} is not a regular file; remove it")
+        return fd
 
     async def __aexit__(
         self,
