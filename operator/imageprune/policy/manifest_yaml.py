@@ -64,37 +64,43 @@ def _check_bounds(events: Any) -> None:
     open_collections: list[list[Any]] = []  # [anchor, size so far]
     anchors: dict[str, int | None] = {}  # name -> size; None while still open
     for event in events:
-        size = 0
         if isinstance(event, yaml.DocumentStartEvent):
             anchors.clear()
-        elif isinstance(event, yaml.CollectionStartEvent):
+        if isinstance(event, yaml.CollectionStartEvent):
             if len(open_collections) >= MAX_DEPTH:
                 raise _error(event, f"nested more than {MAX_DEPTH} levels deep")
             if event.anchor is not None:
                 anchors[event.anchor] = None
             open_collections.append([event.anchor, 1])
             total += 1
+            size = 0  # counted in its parent when it ends
         elif isinstance(event, yaml.CollectionEndEvent):
             anchor, size = open_collections.pop()
             if anchor is not None:
                 anchors[anchor] = size
-        elif isinstance(event, yaml.ScalarEvent):
-            if event.anchor is not None:
-                anchors[event.anchor] = 1
-            size = 1
-            total += 1
-        elif isinstance(event, yaml.AliasEvent):
-            if event.anchor not in anchors:
-                raise _error(event, f"found undefined alias {event.anchor!r}")
-            repeated = anchors[event.anchor]
-            if repeated is None:
-                raise _error(event, "an alias refers to a node that contains it")
-            size = repeated
+        else:
+            size = _size(event, anchors)
             total += size
         if total > MAX_NODES:
             raise _error(event, f"more than {MAX_NODES:,} values once aliases are expanded")
-        if open_collections and not isinstance(event, yaml.CollectionStartEvent):
+        if open_collections:
             open_collections[-1][1] += size
+
+
+def _size(event: Any, anchors: dict[str, int | None]) -> int:
+    """How many nodes a scalar or alias event stands for (0 for other events)."""
+    if isinstance(event, yaml.ScalarEvent):
+        if event.anchor is not None:
+            anchors[event.anchor] = 1
+        return 1
+    if not isinstance(event, yaml.AliasEvent):
+        return 0
+    if event.anchor not in anchors:
+        raise _error(event, f"found undefined alias {event.anchor!r}")
+    repeated = anchors[event.anchor]
+    if repeated is None:
+        raise _error(event, "an alias refers to a node that contains it")
+    return repeated
 
 
 class _BoundedLoader(_SafeLoader):

@@ -225,6 +225,48 @@ class Pattern:
         return self._domainless and any(match(_familiar(name)) for name in names)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PatternSet:
+    """Several patterns judged together, fast for an image that matches none (the
+    common case): most patterns start with text to match literally, so one
+    `str.startswith` per name rules them all out; the rest, which start with a
+    wildcard, are joined into one regular expression."""
+
+    patterns: tuple[Pattern, ...]
+    _prefixes: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    _unprefixed: re.Pattern[str] | None = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        prefixes = tuple(p.glob[: _first_glob(p.glob)] for p in self.patterns)
+        unprefixed = [p for p, prefix in zip(self.patterns, prefixes, strict=True) if not prefix]
+        # fnmatch's translations are anchored groups ("(?s:...)\Z"), so joined
+        # they still match whole names only.
+        union = "|".join(p._regex.pattern for p in unprefixed)
+        regex = None
+        if union:
+            # Domainless patterns also meet familiar names, which differ from the
+            # normalised ones only on Docker Hub: what follows "docker.io/library/",
+            # else "docker.io/".
+            hub, library = re.escape(f"{DEFAULT_DOMAIN}/"), re.escape(f"{_OFFICIAL_NAMESPACE}/")
+            regex = re.compile(f"{union}|{hub}(?:{library}(?:{union})|(?!{library})(?:{union}))")
+        object.__setattr__(self, "_prefixes", tuple(filter(None, prefixes)))
+        object.__setattr__(self, "_unprefixed", regex)
+
+    def first_match(self, names: Sequence[str]) -> Pattern | None:
+        """The first pattern that matches `names` (from `image_names`), if any."""
+        prefixes, regex = self._prefixes, self._unprefixed
+        maybe = bool(prefixes) and any(name.startswith(prefixes) for name in names)
+        if not maybe and regex is not None:
+            maybe = any(map(regex.match, names))
+        if not maybe:
+            return None
+        return next((p for p in self.patterns if p.matches_names(names)), None)
+
+
+def _first_glob(text: str) -> int:
+    return next((i for i, c in enumerate(text) if c in _GLOB_CHARS), len(text))
+
+
 def _check_pattern_text(text: str) -> None:
     if not text:
         raise ValueError("image pattern must not be empty")
