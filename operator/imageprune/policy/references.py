@@ -301,6 +301,9 @@ def _check_can_match(text: str, language: reference_syntax.Language) -> None:
             reason = f"{character!r} cannot follow {_tail(text[:position])!r}"
     elif text[-1] in ":@/":
         reason = f"nothing follows {text[-1]!r}"
+    elif not ids and text != text.lower() and "@" not in text:
+        # e.g. "Nginx": upper case would make it a registry host, with no path.
+        reason = "upper case: repository paths are lower case"
     elif ids or "@" in text:
         reason = "a sha256 digest has 64 hex digits; end with * to match a prefix"
     else:
