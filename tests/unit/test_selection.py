@@ -23,7 +23,7 @@ pytestmark = pytest.mark.unit
 
 def test_empty_spec_selects_every_image_unused_for_two_minutes() -> None:
     assert selection_from_spec({}) == Selection(unused_for=datetime.timedelta(minutes=2))
-    assert DEFAULT_UNUSED_FOR == datetime.timedelta(minutes=2)
+    assert datetime.timedelta(minutes=2) == DEFAULT_UNUSED_FOR
     assert Selection().scope is Scope.UNUSED
 
 
@@ -187,7 +187,7 @@ def test_unknown_field_lists_every_accepted_field() -> None:
 
 
 def test_cluster_fields_are_accepted_and_ignored() -> None:
-    assert CLUSTER_FIELDS == {"mode", "suspend", "nodeSelector", "schedule", "timeZone", "rollout"}
+    assert {"mode", "suspend", "nodeSelector", "schedule", "timeZone", "rollout"} == CLUSTER_FIELDS
     spec = dict.fromkeys(CLUSTER_FIELDS, "anything")
     assert selection_from_spec(spec) == selection_from_spec({})
 
