@@ -209,6 +209,12 @@ def _billion_laughs() -> str:
             "must be more than 0 and at most 100 (got inf)",
         ),
         (HEAD + "  include: !!python/object:os.system x\n", "line 4, column 12", "invalid YAML"),
+        (
+            HEAD + "  exclude: [nginx]\n  unusedFor: 1h\n  exclude: []\n",
+            "line 6, column 3",
+            "invalid YAML: duplicate key 'exclude'",
+        ),
+        (HEAD + '  "a": 1\n  a: 2\n', "line 5, column 3", "invalid YAML: duplicate key 'a'"),
     ],
 )
 def test_hostile_yaml_gets_an_error_naming_the_place(
@@ -237,6 +243,10 @@ def test_node_bound_counts_every_document(tmp_path: Path) -> None:
     text = f"a: {many}---\nb: {many}---\n{POLICY}"
     with pytest.raises(manifest_yaml.YAMLProblem, match="more than 100,000 values"):
         manifest_yaml.load_documents(text)
+
+
+def test_equal_looking_keys_of_other_types_are_not_duplicates() -> None:
+    assert manifest_yaml.load_documents("1: a\n'1': b\n") == [{1: "a", "1": "b"}]
 
 
 def test_timestamps_stay_text() -> None:

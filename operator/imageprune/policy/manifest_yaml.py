@@ -5,10 +5,10 @@ PyYAML alone lets through: nesting deep enough to overflow the stack, aliases th
 repeat a node exponentially ("billion laughs": the file is small, but anything
 that walks the result is not), an alias inside its own anchor (a cycle), integers
 too long for int() (CPython's own error text would reach the user), dates that
-datetime refuses, and enough nodes to keep it busy for minutes (about 20 us a
-node with libyaml, ten times that without). So the events are checked first, and
-only a document within the bounds is built. Timestamps stay strings, as Kubernetes
-reads them.
+datetime refuses, a key given twice (the first value silently lost), and enough
+nodes to keep it busy for minutes (about 20 us a node with libyaml, ten times that
+without). So the events are checked first, and only a document within the bounds
+is built. Timestamps stay strings, as Kubernetes reads them.
 """
 
 from __future__ import annotations
@@ -109,6 +109,18 @@ class _BoundedLoader(_SafeLoader):
             raise _error(node, f"number too long ({len(node.value):,} characters)")
         return super().construct_yaml_int(node)
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        # PyYAML keeps the last of two equal keys; a second `exclude:` would then
+        # silently drop the first list's protection.
+        seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise _error(key_node, f"duplicate key {_short(key_node.value)!r}")
+                seen.add(key)
+        return super().construct_mapping(node, deep)
+
     def construct_timestamp_as_text(self, node: Any) -> Any:
         return self.construct_yaml_str(node)
 
@@ -117,6 +129,10 @@ _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct
 _BoundedLoader.add_constructor(
     "tag:yaml.org,2002:timestamp", _BoundedLoader.construct_timestamp_as_text
 )
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _error(at: Any, problem: str) -> yaml.MarkedYAMLError:
