@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from imageprune.node import planner
 from imageprune.node.planner import Reason
+from imageprune.policy import references
 from imageprune.policy.references import Pattern
 from imageprune.policy.selection import Selection
 from imageprune_cri.types import Image
@@ -115,3 +116,44 @@ def test_several_includes_select_exactly_the_images_matching_any(
         # Both ways: every image some include matches may go, and no other.
         assert (verdict.reason is Reason.REMOVABLE) is wanted
         assert (verdict.reason is Reason.NOT_INCLUDED) is not wanted
+
+
+_POOL = tuple(
+    map(
+        Pattern,
+        [
+            "nginx*",
+            "myorg*",
+            "*pause*",
+            "*/app:*",
+            "docker.io/*",
+            "quay.io/a/b:1",
+            "registry.k8s.io/pause:*",
+            "registry.k8s.io/pause@*",
+            "sha256:0000*",
+            "*",
+            "localhost:5000/*",
+        ],
+    )
+)
+_POOL_NAMES = (
+    *_NAMES,
+    "registry.k8s.io/pause:3.9",
+    "quay.io/x/pause:1",
+    f"registry.k8s.io/pause@sha256:{'d' * 64}",
+    f"docker.io/library/nginx@sha256:{'e' * 64}",
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    names=st.lists(st.sampled_from(_POOL_NAMES), max_size=3, unique=True),
+    number=st.integers(0, 3),
+    patterns=st.lists(st.sampled_from(_POOL), max_size=5),
+)
+def test_a_pattern_set_finds_what_the_patterns_find_one_by_one(
+    names: list[str], number: int, patterns: list[Pattern]
+) -> None:
+    image_names = references.image_names(_image(*names, n=number))
+    expected = next((p for p in patterns if p.matches_names(image_names)), None)
+    assert references.PatternSet(tuple(patterns)).first_match(image_names) == expected

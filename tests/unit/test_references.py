@@ -262,8 +262,12 @@ class TestPatternSet:
         ],
     )
     def test_first_match_is_the_first_pattern_that_matches(self, name: str, first: str) -> None:
-        names = references.image_names(_image(name))
+        image_id = ID if first.startswith("sha256:") else "sha256:" + "2" * 64
+        names = references.image_names(_image(name, image_id=image_id))
         assert str(references.PatternSet(self.PATTERNS).first_match(names)) == first
+        # Each pattern alone finds it, too: no pattern is shadowed by another.
+        alone = references.PatternSet((references.Pattern(first),))
+        assert str(alone.first_match(names)) == first
 
     @pytest.mark.parametrize(
         "name", ["registry.k8s.io/etcd:3", "quay.io/nginx/nginx:1", "docker.io/library/redis:7"]
@@ -271,6 +275,7 @@ class TestPatternSet:
     def test_agrees_with_the_patterns_one_by_one(self, name: str) -> None:
         patterns = (*self.PATTERNS[:3], references.Pattern("sha256:2*"))
         names = references.image_names(_image(name))
+        assert references.PatternSet(self.PATTERNS).first_match(names) is not None  # by ID
         assert references.PatternSet(patterns).first_match(names) is None
         assert not any(p.matches_names(names) for p in patterns)
 

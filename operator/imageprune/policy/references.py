@@ -228,17 +228,17 @@ class Pattern:
 @dataclasses.dataclass(frozen=True, slots=True)
 class PatternSet:
     """Several patterns judged together, fast for an image that matches none (the
-    common case): most patterns start with text to match literally, so one
-    `str.startswith` per name rules them all out; the rest, which start with a
-    wildcard, are joined into one regular expression."""
+    common case): most patterns start with a registry, matched literally, so one
+    `str.startswith` per name rules them all out; the domainless rest are joined
+    into one regular expression, which also tries familiar names."""
 
     patterns: tuple[Pattern, ...]
     _prefixes: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
     _unprefixed: re.Pattern[str] | None = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        prefixes = tuple(p.glob[: _first_glob(p.glob)] for p in self.patterns)
-        unprefixed = [p for p, prefix in zip(self.patterns, prefixes, strict=True) if not prefix]
+        prefixes = tuple(p.glob[: _first_glob(p.glob)] for p in self.patterns if not p._domainless)
+        unprefixed = [p for p in self.patterns if p._domainless]
         # fnmatch's translations are anchored groups ("(?s:...)\Z"), so joined
         # they still match whole names only.
         union = "|".join(p._regex.pattern for p in unprefixed)
@@ -249,7 +249,7 @@ class PatternSet:
             # else "docker.io/".
             hub, library = re.escape(f"{DEFAULT_DOMAIN}/"), re.escape(f"{_OFFICIAL_NAMESPACE}/")
             regex = re.compile(f"{union}|{hub}(?:{library}(?:{union})|(?!{library})(?:{union}))")
-        object.__setattr__(self, "_prefixes", tuple(filter(None, prefixes)))
+        object.__setattr__(self, "_prefixes", prefixes)
         object.__setattr__(self, "_unprefixed", regex)
 
     def first_match(self, names: Sequence[str]) -> Pattern | None:
