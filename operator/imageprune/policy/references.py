@@ -235,6 +235,9 @@ class PatternSet:
     patterns: tuple[Pattern, ...]
     _prefixes: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
     _unprefixed: re.Pattern[str] | None = dataclasses.field(init=False, repr=False, compare=False)
+    # Text each domainless pattern must contain (its longest run without a glob):
+    # a substring test is far cheaper than the regex's backtracking over "*".
+    _needles: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         prefixes = tuple(p.glob[: _first_glob(p.glob)] for p in self.patterns if not p._domainless)
@@ -249,7 +252,10 @@ class PatternSet:
             # else "docker.io/".
             hub, library = re.escape(f"{DEFAULT_DOMAIN}/"), re.escape(f"{_OFFICIAL_NAMESPACE}/")
             regex = re.compile(f"{union}|{hub}(?:{library}(?:{union})|(?!{library})(?:{union}))")
+        needles = tuple(max(re.split(r"[*?]", p.glob), key=len) for p in unprefixed)
         object.__setattr__(self, "_prefixes", prefixes)
+        # An empty needle ("*") is in every name: then only the regex can tell.
+        object.__setattr__(self, "_needles", needles if all(needles) else ())
         object.__setattr__(self, "_unprefixed", regex)
 
     def first_match(self, names: Sequence[str]) -> Pattern | None:
@@ -257,7 +263,11 @@ class PatternSet:
         prefixes, regex = self._prefixes, self._unprefixed
         maybe = bool(prefixes) and any(name.startswith(prefixes) for name in names)
         if not maybe and regex is not None:
-            maybe = any(map(regex.match, names))
+            # A familiar name is the end of a normalised one, so a needle missing
+            # from every name rules the domainless patterns out.
+            needles = self._needles
+            if not needles or any(n in name for name in names for n in needles):
+                maybe = any(map(regex.match, names))
         if not maybe:
             return None
         return next((p for p in self.patterns if p.matches_names(names)), None)
