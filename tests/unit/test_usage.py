@@ -159,8 +159,9 @@ class TestStore:
     @pytest.mark.parametrize(
         ("entry", "problem"),
         [
-            ({"firstSeen": "0001-01-01T00:00:00+14:00", "lastUsed": None}, "not a timestamp"),
-            ({"firstSeen": "9999-12-31T23:59:59-14:00", "lastUsed": None}, "not a timestamp"),
+            ({"firstSeen": "0001-01-01T00:00:00+14:00", "lastUsed": None}, "is out of range"),
+            ({"firstSeen": "9999-12-31T23:59:59-14:00", "lastUsed": None}, "is out of range"),
+            ({"firstSeen": "yesterday", "lastUsed": None}, "'yesterday' is not a timestamp"),
             ({"firstSeen": "0001-01-01T00:00:00+00:00", "lastUsed": None}, "before 2010"),
             (
                 {"firstSeen": "2025-06-01T12:00:00+00:00", "lastUsed": "2000-01-01T00:00:00Z"},
@@ -170,11 +171,11 @@ class TestStore:
                 {"firstSeen": "2025-06-01T12:00:00+00:00", "lastUsed": "2025-05-01T00:00:00Z"},
                 "lastUsed is before firstSeen",
             ),
-            ({"firstSeen": "2025-06-01T12:00:00"}, "no timezone"),
+            ({"firstSeen": "2025-06-01T12:00:00"}, "has no timezone"),
             ({"firstSeen": 5, "lastUsed": None}, "firstSeen must be a string"),
             ({"lastUsed": None}, "firstSeen must be a string, not NoneType"),
             ("2025-06-01T12:00:00+00:00", "not an object"),
-            ({"firstSeen": "2" * 5000, "lastUsed": None}, "not a timestamp"),
+            ({"firstSeen": "2" * 5000, "lastUsed": None}, "2222'... is not a timestamp"),
         ],
     )
     def test_a_corrupt_entry_is_dropped_with_one_warning(
