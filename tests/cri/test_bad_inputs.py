@@ -37,10 +37,37 @@ class Case:
     env: tuple[tuple[str, str], ...] = ()
     # Give --runtime-endpoint before the command (False: the case chooses).
     endpoint: bool = True
+    records: str = ""  # a RECORDS entry to put in the state dir as usage.json
 
 
 def _c(id: str, *argv: str, code: int = 2, says: str, **kw: object) -> Case:
     return Case(id, argv, code, says, **kw)  # type: ignore[arg-type]
+
+
+# Corrupt usage records, each read by a fresh prune (the prune then replaces them).
+RECORDS = {
+    "garbage": "{not json",
+    "year-one": '{"version": 1, "images": {"sha256:' + "a" * 64 + '": {"firstSeen": '
+    '"0001-01-01T00:00:00+14:00", "lastUsed": null}}}',
+    "huge-number": '{"version": 1, "images": {"x": {"firstSeen": ' + "9" * 5000 + "}}}",
+    "wrong-types": '{"version": "one", "images": [1, 2, 3]}',
+    "fifo": "",
+    "dev-zero": "",
+    "directory": "",
+}
+
+
+def _write_records(state: Path, name: str) -> None:
+    state.mkdir()
+    path = state / "usage.json"
+    if name == "fifo":
+        os.mkfifo(path)
+    elif name == "dev-zero":
+        path.symlink_to("/dev/zero")
+    elif name == "directory":
+        path.mkdir()
+    else:
+        path.write_text(RECORDS[name])
 
 
 POLICY = "--policy"
@@ -186,25 +213,8 @@ CASES = [
     # ---- usage records: one warning, the conservative fallback (every image first
     # seen now, so --unused-for keeps it), exit 0 -----------------------------------
     *(
-        _c(
-            f"records-{name}",
-            "--state-dir",
-            f"{{files}}/records-{name}",
-            "prune",
-            "--unused-for",
-            "1d",
-            code=0,
-            says="usage",
-        )
-        for name in (
-            "garbage",
-            "year-one",
-            "fifo",
-            "dev-zero",
-            "directory",
-            "huge-number",
-            "wrong-types",
-        )
+        _c(f"records-{name}", "prune", "--unused-for", "1d", code=0, says="usage", records=name)
+        for name in RECORDS
     ),
 ]
 
@@ -239,21 +249,6 @@ def _write_files(d: Path) -> None:
     (d / "empty.yaml").write_text("")
     (d / "list.yaml").write_text("- a\n- b\n")
     (d / "two.yaml").write_text(MANIFEST + "spec: {}\n---\n" + MANIFEST + "spec: {}\n")
-    records = {
-        "garbage": "{not json",
-        "year-one": '{"version": 1, "images": {"sha256:' + "a" * 64 + '": {"firstSeen": '
-        '"0001-01-01T00:00:00+14:00", "lastUsed": null}}}',
-        "huge-number": '{"version": 1, "images": {"x": {"firstSeen": ' + "9" * 5000 + "}}}",
-        "wrong-types": '{"version": "one", "images": [1, 2, 3]}',
-    }
-    for name, text in records.items():
-        (d / f"records-{name}").mkdir()
-        (d / f"records-{name}" / "usage.json").write_text(text)
-    (d / "records-fifo").mkdir()
-    os.mkfifo(d / "records-fifo" / "usage.json")
-    (d / "records-dev-zero").mkdir()
-    (d / "records-dev-zero" / "usage.json").symlink_to("/dev/zero")
-    (d / "records-directory" / "usage.json").mkdir(parents=True)
 
 
 @pytest.fixture(scope="module", params=containerd_kit.FLAVOURS)
@@ -284,6 +279,8 @@ def test_bad_input(
     case: Case, node: containerd_kit.ContainerdNode, files: Path, tmp_path: Path
 ) -> None:
     before = node.image_ids()
+    if case.records:
+        _write_records(tmp_path / "state", case.records)
     argv = [a.replace("{files}", str(files)) for a in case.argv]
     state = ["--state-dir", str(tmp_path / "state")] if "--state-dir" not in argv else []
     endpoint = ["--runtime-endpoint", node.endpoint] if case.endpoint else []
