@@ -50,7 +50,11 @@ EXIT_CODES: dict[Exit, str] = {
 
 _EPILOG = (
     "exit codes:\n"
-    + "".join(f"  {code.value:<3}  {text}\n" for code, text in EXIT_CODES.items())
+    + "".join(
+        textwrap.fill(text, 79, initial_indent=f"  {code.value:<3}  ", subsequent_indent=" " * 7)
+        + "\n"
+        for code, text in EXIT_CODES.items()
+    )
     + """
 Never removed, whatever the flags: images used by any container (running, created
 or exited), pinned images, and the runtime's pod sandbox (pause) image.
