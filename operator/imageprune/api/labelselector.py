@@ -84,13 +84,13 @@ def from_dict(value: object, path: str) -> LabelSelector:
         return EVERY_NODE
     body = _mapping(value, path)
     _no_unknown(body, path, {"matchLabels", "matchExpressions"})
-    labels = _mapping(body.get("matchLabels") or {}, f"{path}.matchLabels")
+    labels = _mapping(_or(body.get("matchLabels"), {}), f"{path}.matchLabels")
     pairs = []
     for key, label in labels.items():
         if not isinstance(key, str) or not isinstance(label, str):
             raise selection.PolicyError(f"{path}.matchLabels", "keys and values must be strings")
         pairs.append((key, label))
-    expressions = body.get("matchExpressions") or []
+    expressions = _or(body.get("matchExpressions"), [])
     if not isinstance(expressions, list):
         raise selection.PolicyError(f"{path}.matchExpressions", "must be a list")
     requirements = tuple(
@@ -113,13 +113,18 @@ def _requirement(value: object, path: str) -> Requirement:
         raise selection.PolicyError(
             f"{path}.operator", f"must be one of {choices} (got {body.get('operator')!r})"
         ) from None
-    values = body.get("values") or []
+    values = _or(body.get("values"), [])
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise selection.PolicyError(f"{path}.values", "must be a list of strings")
     try:
         return Requirement(key, operator, frozenset(values))
     except ValueError as error:
         raise selection.PolicyError(f"{path}.values", str(error)) from None
+
+
+def _or(value: object, empty: object) -> object:
+    """A null field counts as absent, as Kubernetes treats it."""
+    return empty if value is None else value
 
 
 def _mapping(value: object, path: str) -> Mapping[str, object]:
