@@ -14,6 +14,7 @@ import pytest
 
 from imageprune.api import conditions, names, task
 from imageprune.api.policy import Mode, Trigger
+from imageprune.policy import selection
 from testkit import crds
 from testkit.kube import ControlPlane
 
@@ -144,12 +145,7 @@ def test_an_empty_spec_gets_the_safe_defaults(kube_control_plane: ControlPlane) 
     assert spec == {
         "scope": "Unused",
         "unusedFor": "2m",
-        "sandboxImages": [
-            "registry.k8s.io/pause:*",
-            "registry.k8s.io/pause@*",
-            "k8s.gcr.io/pause:*",
-            "k8s.gcr.io/pause@*",
-        ],
+        "sandboxImages": list(selection.DEFAULT_SANDBOX_IMAGES),
         "mode": "DryRun",
         "suspend": False,
         "rollout": {"maxConcurrentNodes": "25%", "maxFailedNodes": 0},

@@ -12,7 +12,7 @@ import yaml
 
 from imageprune.api import conditions, labelselector, policy
 from imageprune.api.policy import Mode, Trigger
-from imageprune.policy import selection
+from imageprune.policy import durations, selection
 
 pytestmark = pytest.mark.unit
 
@@ -32,7 +32,6 @@ TASK_SELECTION = TASK["spec"]["properties"]["selection"]["properties"]
 
 def test_policy_spec_fields_are_the_parsed_fields() -> None:
     assert set(POLICY_SPEC) == selection.SELECTION_FIELDS | selection.CLUSTER_FIELDS
-    assert policy.CLUSTER_FIELDS == selection.CLUSTER_FIELDS
 
 
 @pytest.mark.parametrize("field", sorted(selection.SELECTION_FIELDS))
@@ -51,7 +50,10 @@ def test_task_selection_has_exactly_the_policy_selection_schema() -> None:
 
 def test_defaults_match_the_parsers() -> None:
     assert POLICY_SPEC["sandboxImages"]["default"] == list(selection.DEFAULT_SANDBOX_IMAGES)
-    assert POLICY_SPEC["unusedFor"]["default"] == selection.DEFAULT_UNUSED_FOR
+    assert (
+        durations.parse_duration(POLICY_SPEC["unusedFor"]["default"])
+        == selection.DEFAULT_UNUSED_FOR
+    )
     assert POLICY_SPEC["scope"]["default"] == selection.Scope.UNUSED.value
     assert POLICY_SPEC["mode"]["default"] == Mode.DRY_RUN.value
     rollout = POLICY_SPEC["rollout"]["properties"]

@@ -28,8 +28,6 @@ class Trigger(enum.StrEnum):
     DISK_PRESSURE = "DiskPressure"
 
 
-# The spec fields this module owns; every other spec field belongs to the node selection.
-CLUSTER_FIELDS = frozenset({"mode", "suspend", "nodeSelector", "schedule", "timeZone", "rollout"})
 _ROLLOUT_FIELDS = frozenset({"maxConcurrentNodes", "maxFailedNodes"})
 DEFAULT_MAX_CONCURRENT_NODES = intorpercent.IntOrPercent(25, percent=True)
 DEFAULT_MAX_FAILED_NODES = intorpercent.IntOrPercent(0)
@@ -70,7 +68,9 @@ def parse_spec(spec: Mapping[str, object]) -> PolicySpec:
     """Parse and check a whole policy spec, the selection too, so a policy the operator
     accepts is one every node accepts. Raises selection.PolicyError naming the field. The
     cron expression itself is checked by the scheduler (a cron library), not here."""
-    node_selection = {key: value for key, value in spec.items() if key not in CLUSTER_FIELDS}
+    node_selection = {
+        key: value for key, value in spec.items() if key not in selection.CLUSTER_FIELDS
+    }
     selection.selection_from_spec(node_selection)
     schedule = _optional_string(spec.get("schedule"), "spec.schedule")
     time_zone = _optional_string(spec.get("timeZone"), "spec.timeZone")
