@@ -1,0 +1,170 @@
+"""The kopf layer, kept thin: indexes of nodes and tasks, the policy handlers and timer
+that call reconcile.reconcile, the finalizer that deletes a policy's tasks, and the
+operator settings (our annotation prefix and finalizer, fixed from the first release).
+
+No change-detection handler (on.update, on.field) watches ImagePruneTask: kopf would write
+its diff-base annotation on every task, thousands of writes per run (see
+docs/architecture.md). Tasks are read through an index and on.event only."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from imageprune.api import names
+from imageprune.api.policy import Trigger
+from imageprune.cluster import aggregate, kubeapi, metrics, observed, reconcile
+
+# CLUSTER.md fixes the finalizer as imageprune.io/cleanup. TODO(api): names.FINALIZER says
+# imageprune.io/finalizer; use it once it agrees with the contract.
+FINALIZER = f"{names.GROUP}/cleanup"
+_POLICIES = (names.GROUP, names.VERSION, names.POLICY_PLURAL)
+_TASKS = (names.GROUP, names.VERSION, names.TASK_PLURAL)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    interval: float = 10.0  # seconds between two passes over a policy (its timer)
+
+
+class _Operator:
+    """The state the handlers share: one client, and a memory per policy."""
+
+    def __init__(self) -> None:
+        self.client: kubeapi.Client | None = None
+        self.policies: dict[str, reconcile.PolicyMemory] = {}
+        self.disk_runs: dict[str, str] = {}  # task name -> the disk-pressure run reported
+
+    def api(self) -> kubeapi.Client:
+        if self.client is None:
+            raise kopf.TemporaryError("the operator is still starting", delay=1)
+        return self.client
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """kopf settings, fixed: renaming the prefix or finalizer later would strand objects."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(
+        prefix=names.KOPF_PREFIX
+    )
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=names.KOPF_PREFIX, key="last-handled-configuration"
+    )
+    # One replica with strategy Recreate (docs/architecture.md): no peering objects.
+    settings.peering.standalone = True
+    settings.posting.level = logging.WARNING  # our own Events are posted explicitly
+    settings.posting.reporting_component = "imageprune-operator"
+
+
+def register(registry: kopf.OperatorRegistry, config: Config) -> None:
+    state = _Operator()
+
+    @kopf.on.startup(registry=registry)
+    def startup(settings: kopf.OperatorSettings, logger: kubeapi.Logger, **_: Any) -> None:
+        state.client = kubeapi.Client(settings, logger)
+
+    @kopf.index("nodes", registry=registry)
+    def node_labels(name: str, labels: Mapping[str, str], **_: Any) -> dict[str, dict[str, str]]:
+        return {name: dict(labels)}
+
+    @kopf.index(*_TASKS, registry=registry)
+    def policy_tasks(body: kopf.Body, **_: Any) -> dict[str, observed.TaskView] | None:
+        view = observed.task_view(body)
+        return {view.policy: view} if view else None
+
+    @kopf.on.event(*_TASKS, registry=registry)
+    def task_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+        """Report a node's own disk-pressure run on its policy (once per run)."""
+        view = observed.task_view(body)
+        if view is None or type == "DELETED":
+            state.disk_runs.pop(body.metadata.name or "", None)
+            return
+        disk_run = view.status_trigger == Trigger.DISK_PRESSURE and view.completed
+        if not disk_run or state.disk_runs.get(view.name) == view.status_run_id:
+            return
+        state.disk_runs[view.name] = view.status_run_id or ""
+        if type is None:
+            return  # listed at startup: reported before, by the previous process
+        what = "would remove" if view.dry_run else "removed"
+        message = (
+            f"node {view.node} ran a disk-pressure run ({view.status_run_id}): {what}"
+            f" {view.removed_images} images ({view.removed_bytes} bytes)"
+        )
+        owner = _owner(body)
+        if owner is not None:
+            kopf.event(owner, type="Normal", reason="DiskPressureRun", message=message)
+        if not view.dry_run:
+            metrics.disk_pressure_run(
+                view.policy, images=view.removed_images, reclaimed=view.removed_bytes
+            )
+
+    async def run_pass(body: kopf.Body, logger: kubeapi.Logger, kwargs: Mapping[str, Any]) -> None:
+        # kopf passes each index as a keyword named after its function.
+        nodes: kopf.Index[str, dict[str, str]] = kwargs["node_labels"]
+        tasks: kopf.Index[str, observed.TaskView] = kwargs["policy_tasks"]
+        uid = body.metadata.uid or ""
+        memory = state.policies.setdefault(uid, reconcile.PolicyMemory())
+        name = body.metadata.name or ""
+
+        def announce(event: aggregate.Event) -> None:
+            kind = "Warning" if event.warning else "Normal"
+            kopf.event(body, type=kind, reason=event.reason, message=event.message)
+
+        await reconcile.reconcile(
+            reconcile.Policy(
+                name=name,
+                uid=uid,
+                generation=int(body.metadata.get("generation", 1)),
+                created=datetime.datetime.fromisoformat(str(body.metadata.creation_timestamp)),
+                spec=body.spec,
+                status=body.status,
+                annotations=body.metadata.annotations,
+            ),
+            nodes={node: labels for node, store in nodes.items() for labels in store},
+            tasks=tasks.get(name, ()),
+            memory=memory,
+            client=state.api(),
+            announce=announce,
+            logger=logger,
+            now=datetime.datetime.now(datetime.UTC),
+        )
+
+    @kopf.on.resume(*_POLICIES, registry=registry)
+    @kopf.on.create(*_POLICIES, registry=registry)
+    @kopf.on.update(*_POLICIES, registry=registry)
+    async def policy_changed(body: kopf.Body, logger: kubeapi.Logger, **kwargs: Any) -> None:
+        """A new or changed policy (or a run-now annotation) gets its pass at once."""
+        await run_pass(body, logger, kwargs)
+
+    @kopf.timer(*_POLICIES, interval=config.interval, registry=registry)
+    async def policy_timer(body: kopf.Body, logger: kubeapi.Logger, **kwargs: Any) -> None:
+        """The steady pass: cron ticks, waves as nodes finish, nodes coming and going,
+        and the status aggregated from the tasks."""
+        await run_pass(body, logger, kwargs)
+
+    @kopf.on.delete(*_POLICIES, registry=registry)
+    async def policy_deleted(body: kopf.Body, logger: kubeapi.Logger, **_: Any) -> None:
+        name = body.metadata.name or ""
+        deleted = await reconcile.delete_tasks(name, client=state.api())
+        logger.info("deleted the %d tasks of policy %s", deleted, name)
+        state.policies.pop(body.metadata.uid or "", None)
+        metrics.forget(name)
+
+
+def _owner(body: kopf.Body) -> kopf.Body | None:
+    """The policy a task belongs to, as an object reference for an Event."""
+    for owner in body.metadata.get("ownerReferences", []):
+        if owner.get("kind") == names.POLICY_KIND:
+            return kopf.Body(
+                {
+                    "apiVersion": names.API_VERSION,
+                    "kind": names.POLICY_KIND,
+                    "metadata": {"name": owner.get("name"), "uid": owner.get("uid")},
+                }
+            )
+    return None
