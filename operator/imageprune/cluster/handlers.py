@@ -77,7 +77,7 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
         view = observed.task_view(body)
         return {view.policy: view} if view else None
 
-    @kopf.on.event(*_TASKS, registry=registry)
+    @kopf.on.event(*_TASKS, id="task", registry=registry)
     def task_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         """Report a node's own disk-pressure run on its policy (once per run)."""
         view = observed.task_view(body)
@@ -134,20 +134,21 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
             now=datetime.datetime.now(datetime.UTC),
         )
 
-    @kopf.on.resume(*_POLICIES, registry=registry)
-    @kopf.on.create(*_POLICIES, registry=registry)
-    @kopf.on.update(*_POLICIES, registry=registry)
+    # Explicit ids: kopf names its progress annotations after them.
+    @kopf.on.resume(*_POLICIES, id="pass", registry=registry)
+    @kopf.on.create(*_POLICIES, id="pass", registry=registry)
+    @kopf.on.update(*_POLICIES, id="pass", registry=registry)
     async def policy_changed(body: kopf.Body, logger: kubeapi.Logger, **kwargs: Any) -> None:
         """A new or changed policy (or a run-now annotation) gets its pass at once."""
         await run_pass(body, logger, kwargs)
 
-    @kopf.timer(*_POLICIES, interval=config.interval, registry=registry)
+    @kopf.timer(*_POLICIES, id="timer", interval=config.interval, registry=registry)
     async def policy_timer(body: kopf.Body, logger: kubeapi.Logger, **kwargs: Any) -> None:
         """The steady pass: cron ticks, waves as nodes finish, nodes coming and going,
         and the status aggregated from the tasks."""
         await run_pass(body, logger, kwargs)
 
-    @kopf.on.delete(*_POLICIES, registry=registry)
+    @kopf.on.delete(*_POLICIES, id="cleanup", registry=registry)
     async def policy_deleted(body: kopf.Body, logger: kubeapi.Logger, **_: Any) -> None:
         name = body.metadata.name or ""
         deleted = await reconcile.delete_tasks(name, client=state.api())

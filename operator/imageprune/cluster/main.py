@@ -82,7 +82,8 @@ def _check_kubeconfig(path: str) -> None:
     except FileNotFoundError:
         raise _BadKubeconfig(f"--kubeconfig {path}: no such file") from None
     except (OSError, yaml.YAMLError) as error:
-        raise _BadKubeconfig(f"--kubeconfig {path}: cannot read it: {error}") from None
+        reason = " ".join(str(error).split())  # YAML errors span lines
+        raise _BadKubeconfig(f"--kubeconfig {path}: cannot read it: {reason}") from None
     except (KeyError, TypeError, AttributeError, kopf.LoginError) as error:
         raise _BadKubeconfig(
             f"--kubeconfig {path}: not a usable kubeconfig (current context, its cluster and"
