@@ -4,7 +4,7 @@ operator settings (our annotation prefix and finalizer, fixed from the first rel
 
 No change-detection handler (on.update, on.field) watches ImagePruneTask: kopf would write
 its diff-base annotation on every task, thousands of writes per run (see
-docs/architecture.md). Tasks are read through an index and on.event only."""
+docs/operator.md). Tasks are read through an index and on.event only."""
 
 from __future__ import annotations
 
@@ -55,7 +55,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=names.KOPF_PREFIX, key="last-handled-configuration"
     )
-    # One replica with strategy Recreate (docs/architecture.md): no peering objects.
+    # One replica with strategy Recreate (docs/operator.md): no peering objects.
     settings.peering.standalone = True
     settings.posting.level = logging.WARNING  # our own Events are posted explicitly
     settings.posting.reporting_component = "imageprune-operator"
@@ -107,6 +107,8 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
         # kopf passes each index as a keyword named after its function.
         nodes: kopf.Index[str, dict[str, str]] = kwargs["node_labels"]
         tasks: kopf.Index[str, observed.TaskView] = kwargs["policy_tasks"]
+        if body.metadata.deletion_timestamp is not None:
+            return  # the finalizer deletes the tasks; no pass may create new ones
         uid = body.metadata.uid or ""
         memory = state.policies.setdefault(uid, reconcile.PolicyMemory())
         name = body.metadata.name or ""
@@ -151,7 +153,9 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
     @kopf.on.delete(*_POLICIES, id="cleanup", registry=registry)
     async def policy_deleted(body: kopf.Body, logger: kubeapi.Logger, **_: Any) -> None:
         name = body.metadata.name or ""
-        deleted = await reconcile.delete_tasks(name, client=state.api())
+        memory = state.policies.setdefault(body.metadata.uid or "", reconcile.PolicyMemory())
+        async with memory.lock:  # a pass under way finishes its writes first
+            deleted = await reconcile.delete_tasks(name, client=state.api())
         logger.info("deleted the %d tasks of policy %s", deleted, name)
         state.policies.pop(body.metadata.uid or "", None)
         metrics.forget(name)
