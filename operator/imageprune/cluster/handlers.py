@@ -58,7 +58,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
     # One replica with strategy Recreate (docs/operator.md): no peering objects.
     settings.peering.standalone = True
     settings.posting.level = logging.WARNING  # our own Events are posted explicitly
-    settings.posting.reporting_component = "imageprune-operator"
+    settings.posting.reporting_component = kubeapi.COMPONENT
 
 
 def register(registry: kopf.OperatorRegistry, config: Config) -> None:
@@ -78,7 +78,7 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
         return {view.policy: view} if view else None
 
     @kopf.on.event(*_TASKS, id="task", registry=registry)
-    def task_event(type: str | None, body: kopf.Body, **_: Any) -> None:
+    async def task_event(type: str | None, body: kopf.Body, **_: Any) -> None:
         """Report a node's own disk-pressure run on its policy (once per run)."""
         view = observed.task_view(body)
         if view is None or type == "DELETED":
@@ -97,7 +97,9 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
         )
         owner = _owner(body)
         if owner is not None:
-            kopf.event(owner, type="Normal", reason="DiskPressureRun", message=message)
+            await state.api().post_event(
+                involved=owner, warning=False, reason="DiskPressureRun", message=message
+            )
         if not view.dry_run:
             metrics.disk_pressure_run(
                 view.policy, images=view.removed_images, reclaimed=view.removed_bytes
@@ -113,9 +115,15 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
         memory = state.policies.setdefault(uid, reconcile.PolicyMemory())
         name = body.metadata.name or ""
 
-        def announce(event: aggregate.Event) -> None:
-            kind = "Warning" if event.warning else "Normal"
-            kopf.event(body, type=kind, reason=event.reason, message=event.message)
+        async def announce(event: aggregate.Event) -> None:
+            await client.post_event(
+                involved=_reference(name, uid),
+                warning=event.warning,
+                reason=event.reason,
+                message=event.message,
+            )
+
+        client = state.api()
 
         await reconcile.reconcile(
             reconcile.Policy(
@@ -130,7 +138,7 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
             nodes={node: labels for node, store in nodes.items() for labels in store},
             tasks=tasks.get(name, ()),
             memory=memory,
-            client=state.api(),
+            client=client,
             announce=announce,
             logger=logger,
             now=datetime.datetime.now(datetime.UTC),
@@ -161,15 +169,13 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
         metrics.forget(name)
 
 
-def _owner(body: kopf.Body) -> kopf.Body | None:
-    """The policy a task belongs to, as an object reference for an Event."""
+def _owner(body: kopf.Body) -> dict[str, str] | None:
+    """The policy a task belongs to, as an Event's involvedObject."""
     for owner in body.metadata.get("ownerReferences", []):
         if owner.get("kind") == names.POLICY_KIND:
-            return kopf.Body(
-                {
-                    "apiVersion": names.API_VERSION,
-                    "kind": names.POLICY_KIND,
-                    "metadata": {"name": owner.get("name"), "uid": owner.get("uid")},
-                }
-            )
+            return _reference(str(owner.get("name")), str(owner.get("uid")))
     return None
+
+
+def _reference(name: str, uid: str) -> dict[str, str]:
+    return {"apiVersion": names.API_VERSION, "kind": names.POLICY_KIND, "name": name, "uid": uid}

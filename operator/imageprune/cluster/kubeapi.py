@@ -9,6 +9,7 @@ so a kopf upgrade that moves it touches this file only (pyproject pins kopf's mi
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import urllib.parse
 from collections.abc import Mapping
@@ -18,10 +19,15 @@ import kopf
 from kopf._cogs.clients import api as kopf_api
 from kopf._cogs.clients import errors as kopf_errors
 
-from imageprune.api import names
+from imageprune.api import names, times
 
 # What kopf hands its handlers (a LoggerAdapter that names the object).
 Logger = logging.Logger | logging.LoggerAdapter[Any]
+
+COMPONENT = "imageprune-operator"
+# Where Events about cluster-scoped objects live (as the kubelet files Node events).
+EVENT_NAMESPACE = "default"
+_MAX_EVENT_MESSAGE = 1024
 
 _MERGE = {"Content-Type": "application/merge-patch+json"}
 _BASE = f"/apis/{names.GROUP}/{names.VERSION}"
@@ -79,6 +85,29 @@ class Client:
     async def annotate_policy(self, name: str, annotations: Mapping[str, str]) -> None:
         url = f"{_BASE}/{names.POLICY_PLURAL}/{_quote(name)}"
         await self._call("patch", url, {"metadata": {"annotations": dict(annotations)}}, _MERGE)
+
+    async def post_event(
+        self, *, involved: Mapping[str, str], warning: bool, reason: str, message: str
+    ) -> None:
+        """A core/v1 Event about a cluster-scoped object. Not kopf.event: kopf files the
+        object under namespace "default", and `kubectl describe` (which looks for
+        involvedObject.namespace "") then shows none. Best effort, as Events are."""
+        stamp = times.to_rfc3339(datetime.datetime.now(datetime.UTC))
+        event = {
+            "metadata": {"generateName": f"{involved['name']}.", "namespace": EVENT_NAMESPACE},
+            "involvedObject": dict(involved),
+            "type": "Warning" if warning else "Normal",
+            "reason": reason,
+            "message": message[:_MAX_EVENT_MESSAGE],
+            "source": {"component": COMPONENT},
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            await self._call("post", f"/api/v1/namespaces/{EVENT_NAMESPACE}/events", event)
+        except APIError as error:
+            self._logger.warning("could not post Event %s: %s", reason, error)
 
 
 def _quote(name: str) -> str:

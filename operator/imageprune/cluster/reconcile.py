@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from imageprune.api import names, task, times
 from imageprune.api import policy as policy_api
@@ -18,7 +18,7 @@ from imageprune.policy import selection
 # schema has no field for it. TODO(api): move into imageprune.api.names.
 RUN_NOW_HANDLED_ANNOTATION = f"{names.GROUP}/run-now-handled"
 
-Announce = Callable[[aggregate.Event], None]
+Announce = Callable[[aggregate.Event], Awaitable[None]]
 
 
 @dataclasses.dataclass
@@ -68,7 +68,7 @@ async def reconcile(
                 previous, message=str(error), generation=policy.generation, now=now
             )
             if await _write_status(policy, previous, status, memory, client):
-                announce(aggregate.Event(True, "InvalidSpec", str(error)))
+                await announce(aggregate.Event(True, "InvalidSpec", str(error)))
             return
         current = previous
         run = observed.run_from_status(previous)
@@ -83,7 +83,7 @@ async def reconcile(
             current = started
             logger.info("run %s started (%s)", run.id, run.trigger.value)
         if decision.ignored_run_now:
-            announce(
+            await announce(
                 aggregate.Event(
                     True, "RunNowIgnored", "spec.suspend is true: the run-now request is ignored"
                 )
@@ -129,7 +129,7 @@ async def reconcile(
         )
         await _write_status(policy, current, status, memory, client)
         for event in aggregate.events(previous, status):
-            announce(event)
+            await announce(event)
         metrics.observe(policy.name, previous, status)
 
 
