@@ -23,19 +23,26 @@ Tasks = dict[str, dict[str, Any]]
 
 @pytest.fixture(scope="module")
 def operator(
-    kube_control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory
+    kube_control_plane: ControlPlane,
+    imageprune_crds: list[str],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[cluster.OperatorProcess]:
-    """The CRDs from charts/imageprune/crds and one operator process for the module."""
-    cluster.install_crds(kube_control_plane)
+    """One operator process for the module, over the chart's CRDs."""
     workdir = tmp_path_factory.mktemp("operator")
-    with cluster.operator(kube_control_plane, workdir, interval=1.0) as process:
-        yield process
-        assert process.alive(), process.log_tail()
+    try:
+        with cluster.operator(kube_control_plane, workdir, interval=1.0) as process:
+            yield process
+            assert process.alive(), process.log_tail()
+    finally:
+        cluster.delete_nodes(kube_control_plane)
 
 
 @pytest.fixture
-def plane(operator: cluster.OperatorProcess, kube_control_plane: ControlPlane) -> ControlPlane:
-    return kube_control_plane
+def plane(
+    operator: cluster.OperatorProcess, kube_control_plane: ControlPlane
+) -> Iterator[ControlPlane]:
+    yield kube_control_plane
+    print(operator.log_tail())  # pytest shows it when the test failed
 
 
 def nodes(plane: ControlPlane, group: str, count: int, **labels: str) -> list[str]:

@@ -17,9 +17,9 @@ from imageprune.api import names
 from imageprune.cluster import observed
 from testkit import kube
 
-REPO = Path(__file__).resolve().parents[2]
-CRDS = REPO / "charts" / "imageprune" / "crds"
 _T = TypeVar("_T")
+# On every Node these helpers create, so a module can delete exactly its own.
+NODE_MARK = ("imageprune-test", "operator")
 
 
 # ---- unit builders -----------------------------------------------------------------
@@ -85,16 +85,16 @@ def wait_for(
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
 
 
-def install_crds(plane: kube.ControlPlane) -> None:
-    for crd in sorted(CRDS.glob("*.yaml")):
-        for name in plane.apply_crd(crd):
-            plane.wait_established(name)
-
-
 def create_node(plane: kube.ControlPlane, name: str, labels: Mapping[str, str]) -> None:
     """A Node object through the API: no kubelet, which the operator does not need."""
-    body = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "labels": labels}}
+    metadata = {"name": name, "labels": {**labels, NODE_MARK[0]: NODE_MARK[1]}}
+    body = {"apiVersion": "v1", "kind": "Node", "metadata": metadata}
     plane.kubectl("create", "-f", "-", stdin=json.dumps(body))
+
+
+def delete_nodes(plane: kube.ControlPlane) -> None:
+    """Every Node created by create_node."""
+    plane.kubectl("delete", "nodes", "-l", "=".join(NODE_MARK), "--wait=true")
 
 
 def label_node(plane: kube.ControlPlane, name: str, **labels: str | None) -> None:
@@ -243,8 +243,13 @@ class OperatorProcess:
 def operator(
     plane: kube.ControlPlane, workdir: Path, *, interval: float = 1.0
 ) -> Iterator[OperatorProcess]:
+    """The operator for the block; on the way out every policy is deleted while it still
+    runs, since only the operator removes their finalizers (then the CRDs can go)."""
     process = OperatorProcess(plane, workdir, interval=interval)
     try:
         yield process
+        plane.kubectl(
+            "delete", names.POLICY_PLURAL, "--all", "--wait=true", "--timeout=120s", timeout=150
+        )
     finally:
         process.stop()

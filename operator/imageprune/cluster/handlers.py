@@ -68,11 +68,12 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
     def startup(settings: kopf.OperatorSettings, logger: kubeapi.Logger, **_: Any) -> None:
         state.client = kubeapi.Client(settings, logger)
 
-    @kopf.index("nodes", registry=registry)
+    # kopf passes each index to handlers as a keyword named after its id.
+    @kopf.index("nodes", id="node_labels", registry=registry)
     def node_labels(name: str, labels: Mapping[str, str], **_: Any) -> dict[str, dict[str, str]]:
         return {name: dict(labels)}
 
-    @kopf.index(*_TASKS, registry=registry)
+    @kopf.index(*_TASKS, id="policy_tasks", registry=registry)
     def policy_tasks(body: kopf.Body, **_: Any) -> dict[str, observed.TaskView] | None:
         view = observed.task_view(body)
         return {view.policy: view} if view else None
@@ -106,7 +107,6 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
             )
 
     async def run_pass(body: kopf.Body, logger: kubeapi.Logger, kwargs: Mapping[str, Any]) -> None:
-        # kopf passes each index as a keyword named after its function.
         nodes: kopf.Index[str, dict[str, str]] = kwargs["node_labels"]
         tasks: kopf.Index[str, observed.TaskView] = kwargs["policy_tasks"]
         if body.metadata.deletion_timestamp is not None:
@@ -145,9 +145,9 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
         )
 
     # Explicit ids: kopf names its progress annotations after them.
-    @kopf.on.resume(*_POLICIES, id="pass", registry=registry)
-    @kopf.on.create(*_POLICIES, id="pass", registry=registry)
-    @kopf.on.update(*_POLICIES, id="pass", registry=registry)
+    @kopf.on.resume(*_POLICIES, id="pass", backoff=5, registry=registry)
+    @kopf.on.create(*_POLICIES, id="pass", backoff=5, registry=registry)
+    @kopf.on.update(*_POLICIES, id="pass", backoff=5, registry=registry)
     async def policy_changed(body: kopf.Body, logger: kubeapi.Logger, **kwargs: Any) -> None:
         """A new or changed policy (or a run-now annotation) gets its pass at once."""
         await run_pass(body, logger, kwargs)
@@ -158,7 +158,7 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
         and the status aggregated from the tasks."""
         await run_pass(body, logger, kwargs)
 
-    @kopf.on.delete(*_POLICIES, id="cleanup", registry=registry)
+    @kopf.on.delete(*_POLICIES, id="cleanup", backoff=5, registry=registry)
     async def policy_deleted(body: kopf.Body, logger: kubeapi.Logger, **_: Any) -> None:
         name = body.metadata.name or ""
         memory = state.policies.setdefault(body.metadata.uid or "", reconcile.PolicyMemory())
