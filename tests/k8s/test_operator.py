@@ -6,6 +6,7 @@ Every wait polls for a condition with a generous deadline; nothing asserts durat
 
 from __future__ import annotations
 
+import contextlib
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -375,11 +376,13 @@ def test_metrics_and_health_endpoints_answer(
         'imageprune_policy_nodes{policy="metrics",state="succeeded"} 2.0',
     ]
 
-    def complete() -> str | None:
+    def missing() -> list[str]:
         text = scrape()
-        return text if all(line in text for line in expected) else None
+        return [line for line in expected if line not in text]
 
-    text = cluster.wait_for("the metrics", complete)
-    assert 'imageprune_nodes_failed_total{policy="metrics"} 0.0' in text
+    with contextlib.suppress(AssertionError):  # the assert below says what is missing
+        cluster.wait_for("the metrics", lambda: not missing(), timeout=30)
+    assert missing() == []
+    assert 'imageprune_nodes_failed_total{policy="metrics"} 0.0' in scrape()
     with urllib.request.urlopen(f"http://127.0.0.1:{operator.health_port}/healthz") as response:
         assert response.status == 200

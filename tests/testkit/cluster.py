@@ -73,13 +73,14 @@ def view(
 def wait_for(
     what: str, probe: Callable[[], _T | None], *, timeout: float = 90.0, every: float = 0.3
 ) -> _T:
-    """Poll until `probe` returns something other than None/False; fail naming `what`.
+    """Poll until `probe` returns something true (not None, False, 0 or empty); fail
+    naming `what`.
     A generous deadline, never a timed assertion: it only bounds a hang."""
     deadline = time.monotonic() + timeout
     last: _T | None = None
     while time.monotonic() < deadline:
         last = probe()
-        if last is not None and last is not False:
+        if last:
             return last
         time.sleep(every)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")

@@ -107,7 +107,7 @@ def test_a_paused_run_says_why_in_its_status_and_conditions() -> None:
     for kind in ("Ready", "Progressing", "Degraded"):
         assert condition(status, kind)["reason"] == "RolloutPaused"
     names = [e.reason for e in aggregate.events({}, status)]
-    assert names == ["RunStarted", "NodeFailed", "RolloutPaused"]
+    assert names == ["NodeFailed", "RolloutPaused"]
 
 
 def test_the_status_stays_small_whatever_the_number_of_nodes() -> None:
@@ -133,9 +133,15 @@ def test_completion_is_announced_once_and_its_time_kept() -> None:
     again = status_for({"a": State.SUCCEEDED}, previous=done, now=T0 + datetime.timedelta(hours=1))
     assert again["run"]["completionTime"] == done["run"]["completionTime"]
     assert [e.reason for e in aggregate.events(done, again)] == []
-    first = aggregate.events({"run": {"id": RUN.id}}, done)
+    first = aggregate.events({}, done)
     assert [e.reason for e in first] == ["RunCompleted"]
     assert "1 of 1 nodes succeeded" in first[0].message
+
+
+def test_the_start_names_the_run_its_trigger_and_mode() -> None:
+    event = aggregate.started(RUN)
+    assert (event.warning, event.reason) == (False, "RunStarted")
+    assert event.message == "run 20261129-030000-schedule started (Schedule, Enforce)"
 
 
 def test_no_run_yet_says_what_it_waits_for() -> None:

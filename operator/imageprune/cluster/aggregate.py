@@ -221,21 +221,12 @@ class Event:
 
 def events(old: Mapping[str, object], new: Mapping[str, object]) -> list[Event]:
     """What changed between two statuses that a person should see in `kubectl describe`:
-    run started, node failed, rollout paused, run completed."""
+    node failed, rollout paused, run completed (run started: see started())."""
     old_run, new_run = _mapping(old.get("run")), _mapping(new.get("run"))
     if not new_run:
         return []
     same_run = old_run.get("id") == new_run.get("id")
     found: list[Event] = []
-    if not same_run:
-        found.append(
-            Event(
-                False,
-                "RunStarted",
-                f"run {new_run.get('id')} started ({new_run.get('trigger')},"
-                f" {new_run.get('mode')})",
-            )
-        )
     known = {str(f.get("node")) for f in _failed(old)} if same_run else set()
     for failure in _failed(new):
         if failure.get("node") not in known:
@@ -268,6 +259,13 @@ def events(old: Mapping[str, object], new: Mapping[str, object]) -> list[Event]:
             )
         )
     return found
+
+
+def started(run: observed.Run) -> Event:
+    """Announced as soon as the run is persisted, before its first wave."""
+    return Event(
+        False, "RunStarted", f"run {run.id} started ({run.trigger.value}, {run.mode.value})"
+    )
 
 
 def merge_patch(old: Mapping[str, object], new: Mapping[str, object]) -> dict[str, object]:

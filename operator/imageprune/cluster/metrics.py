@@ -1,6 +1,6 @@
-"""Prometheus metrics of the operator, per policy. Counters move by what changed between
-two statuses the operator wrote, so a restart (which starts from the stored status) does
-not count a run twice."""
+"""Prometheus metrics of the operator, per policy. Counters move when a run starts and by
+what changed between two statuses the operator wrote, so a restart (which starts from the
+stored status) does not count a run twice."""
 
 from __future__ import annotations
 
@@ -55,11 +55,8 @@ def observe(policy: str, old: Mapping[str, object], new: Mapping[str, object]) -
     old_run, new_run = _mapping(old.get("run")), _mapping(new.get("run"))
     if not new_run:
         return
-    same = old_run.get("id") == new_run.get("id")
-    base = old_run if same else {}
+    base = old_run if old_run.get("id") == new_run.get("id") else {}
     trigger = str(new_run.get("trigger", ""))
-    if not same:
-        RUNS_STARTED.labels(policy, trigger).inc()
     if "completionTime" in new_run and "completionTime" not in base:
         RUNS_COMPLETED.labels(policy).inc()
     old_nodes, new_nodes = _mapping(base.get("nodes")), _mapping(new_run.get("nodes"))
@@ -69,6 +66,10 @@ def observe(policy: str, old: Mapping[str, object], new: Mapping[str, object]) -
     BYTES_RECLAIMED.labels(policy, trigger).inc(_grown(base, new_run, "bytesReclaimed"))
     for state in _STATES:
         NODES.labels(policy, state).set(_int(new_nodes.get(state)))
+
+
+def run_started(policy: str, trigger: str) -> None:
+    RUNS_STARTED.labels(policy, trigger).inc()
 
 
 def disk_pressure_run(policy: str, *, images: int, reclaimed: int) -> None:

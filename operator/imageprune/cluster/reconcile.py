@@ -82,6 +82,8 @@ async def reconcile(
             await _write_status(policy, current, started, memory, client)
             current = started
             logger.info("run %s started (%s)", run.id, run.trigger.value)
+            await announce(aggregate.started(run))
+            metrics.run_started(policy.name, run.trigger.value)
         if decision.ignored_run_now:
             await announce(
                 aggregate.Event(
