@@ -280,6 +280,38 @@ def test_suspend_holds_runs_and_the_schedule_starts_them_when_resumed(
     cluster.wait_for("its task", lambda: cluster.tasks(plane, "cron"))
 
 
+def test_a_restarted_operator_continues_the_same_run(
+    plane: ControlPlane, operator: cluster.OperatorProcess
+) -> None:
+    group = nodes(plane, "restart", 3)
+    cluster.apply(
+        plane,
+        cluster.policy(
+            "restart",
+            nodeSelector={"matchLabels": {"test": "restart"}},
+            rollout={"maxConcurrentNodes": 1},
+        ),
+    )
+    run = cluster.wait_for("a run", lambda: run_id(plane, "restart"))
+    for step in range(len(group)):
+        flying = cluster.wait_for(
+            "the next wave", lambda: released(cluster.tasks(plane, "restart"), run)
+        )
+        ((_, task),) = flying.items()
+        cluster.agent_starts(plane, task)
+        if step == 1:
+            operator.restart()  # a node is running: the new process must wait for it
+        cluster.agent_finishes(plane, task)
+    status = cluster.wait_for(
+        "the run to complete",
+        lambda: (s := cluster.status(plane, "restart"))["run"].get("completionTime") and s,
+    )
+    assert status["run"]["id"] == run
+    assert status["run"]["nodes"]["succeeded"] == 3
+    started = [e for e in events(plane, "restart") if e["reason"] == "RunStarted"]
+    assert len(started) == 1
+
+
 def test_deleting_a_policy_deletes_its_tasks(plane: ControlPlane) -> None:
     nodes(plane, "del", 2)
     cluster.apply(

@@ -228,7 +228,17 @@ class OperatorProcess:
             f"--health-port={self.health_port}",
             f"--interval={interval}",
         ]
-        self._process = kube._Process("operator", argv, workdir / "operator.log")
+        self._argv, self._workdir, self._starts = argv, workdir, 0
+        self._process = self._spawn()
+
+    def _spawn(self) -> kube._Process:
+        self._starts += 1
+        return kube._Process("operator", self._argv, self._workdir / f"operator-{self._starts}.log")
+
+    def restart(self) -> None:
+        """SIGTERM, wait, start again (same ports)."""
+        self._process.stop()
+        self._process = self._spawn()
 
     def log_tail(self) -> str:
         return self._process.log_tail(80)
