@@ -7,6 +7,7 @@ Every wait polls for a condition with a generous deadline; nothing asserts durat
 from __future__ import annotations
 
 import contextlib
+import json
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -310,6 +311,35 @@ def test_a_restarted_operator_continues_the_same_run(
     assert status["run"]["nodes"]["succeeded"] == 3
     started = [e for e in events(plane, "restart") if e["reason"] == "RunStarted"]
     assert len(started) == 1
+
+
+def test_a_nodes_own_disk_pressure_run_is_announced_on_its_policy(plane: ControlPlane) -> None:
+    nodes(plane, "disk", 1)
+    cluster.apply(plane, cluster.policy("disk", nodeSelector={"matchLabels": {"test": "disk"}}))
+    ((_, task),) = cluster.wait_for("its task", lambda: cluster.tasks(plane, "disk")).items()
+    cluster.patch_task_status(
+        plane,
+        task["metadata"]["name"],
+        {
+            "runId": "disk-20261129-120000",
+            "trigger": "DiskPressure",
+            "completionTime": cluster.now_rfc3339(),
+            "report": {"dryRun": False, "removedImages": 4, "removedBytes": 4096},
+        },
+    )
+    event = cluster.wait_for(
+        "the DiskPressureRun Event",
+        lambda: next((e for e in events(plane, "disk") if e["reason"] == "DiskPressureRun"), None),
+    )
+    assert "removed 4 images" in event["message"]
+
+
+def test_the_log_is_json_lines(operator: cluster.OperatorProcess) -> None:
+    lines = [line for line in operator.log_lines() if line.strip()]
+    assert lines
+    for line in lines:
+        assert isinstance(json.loads(line), dict), line
+    assert not any("succeeded." in line and "Timer 'timer'" in line for line in lines)
 
 
 def test_deleting_a_policy_deletes_its_tasks(plane: ControlPlane) -> None:

@@ -227,6 +227,7 @@ class OperatorProcess:
             f"--metrics-port={self.metrics_port}",
             f"--health-port={self.health_port}",
             f"--interval={interval}",
+            "--log-format=json",
         ]
         self._argv, self._workdir, self._starts = argv, workdir, 0
         self._process = self._spawn()
@@ -242,6 +243,10 @@ class OperatorProcess:
 
     def log_tail(self) -> str:
         return self._process.log_tail(80)
+
+    def log_lines(self) -> list[str]:
+        """Every line the current process logged."""
+        return self._process.log.read_text(errors="replace").splitlines()
 
     def alive(self) -> bool:
         return not self._process.exited()

@@ -64,7 +64,7 @@ def configure(settings: kopf.OperatorSettings) -> None:
 def register(registry: kopf.OperatorRegistry, config: Config) -> None:
     state = _Operator()
 
-    @kopf.on.startup(registry=registry)
+    @kopf.on.startup(id="client", registry=registry)
     def startup(settings: kopf.OperatorSettings, logger: kubeapi.Logger, **_: Any) -> None:
         state.client = kubeapi.Client(settings, logger)
 

@@ -143,7 +143,7 @@ def _quiet_successes(record: logging.LogRecord) -> bool:
 
 
 def _register_login(registry: kopf.OperatorRegistry, *, explicit: bool) -> None:
-    @kopf.on.login(registry=registry)
+    @kopf.on.login(id="login", registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         """--kubeconfig when given; else the in-cluster service account, then $KUBECONFIG."""
         if not explicit:
