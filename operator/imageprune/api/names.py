@@ -27,4 +27,6 @@ RUN_NOW_ANNOTATION: Final = f"{GROUP}/run-now"
 # kopf's annotation progress storage and its finalizer use our prefix, not kopf.zalando.org:
 # fixed from the first release, since renaming them strands objects written by older versions.
 KOPF_PREFIX: Final = GROUP
-FINALIZER: Final = f"{GROUP}/finalizer"
+FINALIZER: Final = f"{GROUP}/cleanup"
+# The run-now value that already started a run, so one value never starts two.
+RUN_NOW_HANDLED_ANNOTATION: Final = f"{GROUP}/run-now-handled"
