@@ -3,6 +3,7 @@ a dry run and a real run, counts that are never truncated, one entry per error k
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -68,6 +69,29 @@ def test_a_dry_run_counts_what_it_would_take_and_measures_once() -> None:
 def test_max_results_truncates_the_list_never_the_counts() -> None:
     doc = report.document(_run(REAL, dry_run=False), max_results=2)
     assert [r["id"] for r in doc["results"]] == [IMAGES[0].id, IMAGES[1].id]  # type: ignore[attr-defined]
-    assert doc["resultsTruncated"] is True
+    assert doc["resultsTruncated"] == 3
     assert doc["outcomes"] == {"Removed": 2, "Unknown": 1, "NotAttempted": 2}
-    assert report.document(_run(REAL, dry_run=False), max_results=5)["resultsTruncated"] is False
+    assert report.document(_run(REAL, dry_run=False), max_results=5)["resultsTruncated"] == 0
+
+
+def test_the_document_fits_the_task_status_schema() -> None:
+    """The agent stores it in ImagePruneTask status: the apiserver refuses more."""
+    long_detail = executor.Result(
+        IMAGES[0].__class__(id=IMAGES[0].id, repo_tags=tuple(f"r/t:{n}" for n in range(40))),
+        Outcome.FAILED,
+        "x" * 5000,
+        error_kind="INTERNAL",
+    )
+    run = _run(REAL, dry_run=False)
+    results = (long_detail, *run.report.results[1:])
+    kinds = tuple(
+        executor.Result(IMAGES[1], Outcome.FAILED, "d", error_kind=f"K{n}") for n in range(25)
+    )
+    bounded = report.document(
+        dataclasses.replace(run, report=executor.Report(False, results + kinds))
+    )
+    first = bounded["results"][0]  # type: ignore[index]
+    assert len(first["detail"]) == report.MAX_TEXT
+    assert len(first["repoTags"]) == report.MAX_TAGS
+    assert len(bounded["errors"]) == report.MAX_ERROR_KINDS  # type: ignore[arg-type]
+    assert all(len(e["example"]) <= report.MAX_TEXT for e in bounded["errors"])  # type: ignore[attr-defined]

@@ -17,6 +17,12 @@ import datetime
 
 from imageprune.node import executor, service
 
+# The bounds of ImagePruneTask's status.report (charts/imageprune/crds/): the agent
+# stores this document there, and the apiserver refuses anything larger.
+MAX_ERROR_KINDS = 20
+MAX_TEXT = 1024  # a result's detail, an error's example
+MAX_TAGS = 32  # per result
+
 
 @dataclasses.dataclass(frozen=True)
 class ErrorGroup:
@@ -44,9 +50,14 @@ def _iso(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
+def _text(text: str) -> str:
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
 def document(run: service.PruneRun, *, max_results: int | None = None) -> dict[str, object]:
-    """The run as plain JSON types. `max_results` caps the per-image `results` (the
-    agent keeps its status small); None keeps them all. Counts are never capped."""
+    """The run as plain JSON types, within the bounds of the task status schema.
+    `max_results` caps the per-image `results` (the agent keeps 50); None keeps them
+    all. `resultsTruncated` says how many were left out; counts are never capped."""
     plan, report = run.observation.plan, run.report
     taken = [r for r in report.results if r.outcome.takes_image]
     results = report.results if max_results is None else report.results[:max_results]
@@ -71,21 +82,21 @@ def document(run: service.PruneRun, *, max_results: int | None = None) -> dict[s
         "results": [
             {
                 "id": r.image.id,
-                "repoTags": list(r.image.repo_tags),
+                "repoTags": list(r.image.repo_tags[:MAX_TAGS]),
                 "size": r.image.size,
                 "outcome": r.outcome.value,
-                "detail": r.detail,
+                "detail": _text(r.detail),
             }
             for r in results
         ],
-        "resultsTruncated": len(results) < len(report.results),
+        "resultsTruncated": len(report.results) - len(results),
         "errors": [
             {
                 "kind": g.kind,
                 "count": g.count,
-                "example": f"{g.example.image.id}: {g.example.detail}",
+                "example": _text(f"{g.example.image.id}: {g.example.detail}"),
             }
-            for g in error_groups(report)
+            for g in error_groups(report)[:MAX_ERROR_KINDS]
         ],
         "unmatchedExcludes": list(plan.unmatched_excludes),
     }

@@ -1,0 +1,303 @@
+"""Task statuses -> the policy status: node counts, images and bytes, the failed nodes (at
+most 10), and the Ready/Progressing/Degraded conditions. Its size does not grow with the
+number of nodes. Also the Events worth telling a person, from the change between two
+statuses."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+from collections.abc import Mapping, Sequence
+
+from imageprune.api import conditions, times
+from imageprune.cluster import fanout, observed
+from imageprune.policy import quantities
+
+MAX_FAILED_NODES = 10  # the CRD's maxItems for status.failedNodes
+
+_True, _False, _Unknown = conditions.Status.TRUE, conditions.Status.FALSE, conditions.Status.UNKNOWN
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Context:
+    generation: int
+    now: datetime.datetime
+    suspended: bool = False
+    last_schedule_time: datetime.datetime | None = None
+    next_run_time: datetime.datetime | None = None
+
+
+def status(
+    plan: fanout.Plan,
+    run: observed.Run | None,
+    previous: Mapping[str, object],
+    context: Context,
+) -> dict[str, object]:
+    """The whole policy status for this plan (before its writes land: a node released now
+    counts as pending until its agent starts)."""
+    body: dict[str, object] = {"observedGeneration": context.generation}
+    old_conditions = _conditions(previous)
+    if run is None:
+        body["conditions"] = _set_all(
+            old_conditions,
+            context,
+            ready=(_Unknown, "NoRunYet", _waiting(context)),
+            progressing=(_False, "Idle", _waiting(context)),
+            degraded=(_False, "AsExpected", ""),
+        )
+    else:
+        run_status, failed = _run(plan, run, previous, context)
+        body["run"] = run_status
+        body["failedNodes"] = failed
+        body["conditions"] = _run_conditions(old_conditions, run_status, context)
+    if context.last_schedule_time is not None:
+        body["lastScheduleTime"] = times.to_rfc3339(context.last_schedule_time)
+    if context.next_run_time is not None:
+        body["nextRunTime"] = times.to_rfc3339(context.next_run_time)
+    return body
+
+
+def invalid(
+    previous: Mapping[str, object], *, message: str, generation: int, now: datetime.datetime
+) -> dict[str, object]:
+    """The status of a policy whose spec cannot be used: the rest of the status stays."""
+    context = Context(generation=generation, now=now)
+    return {
+        **previous,
+        "observedGeneration": generation,
+        "conditions": _set_all(
+            _conditions(previous),
+            context,
+            ready=(_False, "InvalidSpec", message),
+            progressing=(_False, "InvalidSpec", message),
+            degraded=(_True, "InvalidSpec", message),
+        ),
+    }
+
+
+def _run(
+    plan: fanout.Plan, run: observed.Run, previous: Mapping[str, object], context: Context
+) -> tuple[dict[str, object], list[dict[str, str]]]:
+    counts = dict.fromkeys(observed.NodeState, 0)
+    removed = removed_bytes = candidates = candidate_bytes = 0
+    failed: list[dict[str, str]] = []
+    for node in plan.matched:
+        view = plan.tasks.get(node)
+        state = view.state(run.id) if view else observed.NodeState.PENDING
+        counts[state] += 1
+        if view is None or state not in (observed.NodeState.SUCCEEDED, observed.NodeState.FAILED):
+            continue
+        if view.dry_run:
+            candidates += view.removed_images
+            candidate_bytes += view.removed_bytes
+        else:
+            removed += view.removed_images
+            removed_bytes += view.removed_bytes
+        if state is observed.NodeState.FAILED and len(failed) < MAX_FAILED_NODES:
+            failed.append(
+                {"node": node, "reason": view.reason or "Failed", "message": view.message}
+            )
+    body = run.to_status() | {
+        "nodes": {
+            "matched": len(plan.matched),
+            **{state.value: counts[state] for state in observed.NodeState},
+        },
+        "imagesRemoved": removed,
+        "bytesReclaimed": removed_bytes,
+        "reclaimed": quantities.format_bytes(removed_bytes),
+        "candidates": candidates,
+        "candidateBytes": candidate_bytes,
+        "paused": bool(plan.wave and plan.wave.paused),
+    }
+    if plan.wave and plan.wave.paused_reason:
+        body["pausedReason"] = plan.wave.paused_reason
+    done = counts[observed.NodeState.PENDING] == counts[observed.NodeState.RUNNING] == 0
+    body.pop("completionTime", None)
+    if done:
+        # Kept from the previous status for the same run: it completed once, at that time.
+        old = _mapping(previous.get("run"))
+        same = old.get("id") == run.id and isinstance(old.get("completionTime"), str)
+        body["completionTime"] = old["completionTime"] if same else times.to_rfc3339(context.now)
+    return body, failed
+
+
+def _run_conditions(
+    old: Sequence[Mapping[str, object]], run: Mapping[str, object], context: Context
+) -> list[Mapping[str, object]]:
+    nodes = _mapping(run.get("nodes"))
+    matched, failed = _int(nodes.get("matched")), _int(nodes.get("failed"))
+    pending, running = _int(nodes.get("pending")), _int(nodes.get("running"))
+    done = matched - pending - running
+    progress = f"run {run.get('id')}: {done} of {matched} nodes done, {running} running"
+    failures = f"{failed} of {matched} nodes failed in run {run.get('id')}"
+    degraded = (_True, "NodesFailed", failures) if failed else (_False, "AsExpected", "")
+    if run.get("paused"):
+        reason = str(run.get("pausedReason", ""))
+        return _set_all(
+            old,
+            context,
+            ready=(_False, "RolloutPaused", reason),
+            progressing=(_False, "RolloutPaused", reason),
+            degraded=(_True, "RolloutPaused", reason),
+        )
+    if "completionTime" in run:
+        if matched == 0:
+            ready = (_True, "NoMatchingNodes", "no node matches spec.nodeSelector")
+        elif failed:
+            ready = (_False, "NodesFailed", failures)
+        else:
+            ready = (_True, "RunSucceeded", f"run {run.get('id')} succeeded on {matched} nodes")
+        return _set_all(
+            old,
+            context,
+            ready=ready,
+            progressing=(_False, "RunCompleted", progress),
+            degraded=degraded,
+        )
+    if context.suspended and running == 0:
+        waiting = f"suspended; {progress}"
+        return _set_all(
+            old,
+            context,
+            ready=(_Unknown, "Suspended", waiting),
+            progressing=(_False, "Suspended", waiting),
+            degraded=degraded,
+        )
+    return _set_all(
+        old,
+        context,
+        ready=(_Unknown, "RunInProgress", progress),
+        progressing=(_True, "Running", progress),
+        degraded=degraded,
+    )
+
+
+_Value = tuple[conditions.Status, str, str]
+
+
+def _set_all(
+    old: Sequence[Mapping[str, object]],
+    context: Context,
+    *,
+    ready: _Value,
+    progressing: _Value,
+    degraded: _Value,
+) -> list[Mapping[str, object]]:
+    result = list(old)
+    for kind, (state, reason, message) in (
+        (conditions.Type.READY, ready),
+        (conditions.Type.PROGRESSING, progressing),
+        (conditions.Type.DEGRADED, degraded),
+    ):
+        result = conditions.set_condition(
+            result,
+            kind=kind,
+            status=state,
+            reason=reason,
+            message=message,
+            observed_generation=context.generation,
+            now=context.now,
+        )
+    return result
+
+
+def _waiting(context: Context) -> str:
+    if context.suspended:
+        return "suspended"
+    if context.next_run_time is not None:
+        return f"the first run starts at {times.to_rfc3339(context.next_run_time)}"
+    return "waiting for the first run"
+
+
+# ---- Events --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Event:
+    warning: bool
+    reason: str
+    message: str
+
+
+def events(old: Mapping[str, object], new: Mapping[str, object]) -> list[Event]:
+    """What changed between two statuses that a person should see in `kubectl describe`:
+    node failed, rollout paused, run completed (run started: see started())."""
+    old_run, new_run = _mapping(old.get("run")), _mapping(new.get("run"))
+    if not new_run:
+        return []
+    same_run = old_run.get("id") == new_run.get("id")
+    found: list[Event] = []
+    known = {str(f.get("node")) for f in _failed(old)} if same_run else set()
+    for failure in _failed(new):
+        if failure.get("node") not in known:
+            found.append(
+                Event(
+                    True,
+                    "NodeFailed",
+                    f"node {failure.get('node')} failed ({failure.get('reason')}):"
+                    f" {failure.get('message')}",
+                )
+            )
+    if new_run.get("paused") and not (same_run and old_run.get("paused")):
+        found.append(Event(True, "RolloutPaused", str(new_run.get("pausedReason", ""))))
+    if "completionTime" in new_run and not (same_run and "completionTime" in old_run):
+        nodes = _mapping(new_run.get("nodes"))
+        if new_run.get("mode") == "DryRun":
+            outcome = (
+                f"{new_run.get('candidates')} images"
+                f" ({quantities.format_bytes(_int(new_run.get('candidateBytes')))}) would go"
+            )
+        else:
+            outcome = f"{new_run.get('imagesRemoved')} images removed, {new_run.get('reclaimed')}"
+        found.append(
+            Event(
+                bool(_int(nodes.get("failed"))),
+                "RunCompleted",
+                f"run {new_run.get('id')} completed: {nodes.get('succeeded')} of"
+                f" {nodes.get('matched')} nodes succeeded, {nodes.get('failed')} failed;"
+                f" {outcome}",
+            )
+        )
+    return found
+
+
+def started(run: observed.Run) -> Event:
+    """Announced as soon as the run is persisted, before its first wave."""
+    return Event(
+        False, "RunStarted", f"run {run.id} started ({run.trigger.value}, {run.mode.value})"
+    )
+
+
+def merge_patch(old: Mapping[str, object], new: Mapping[str, object]) -> dict[str, object]:
+    """A JSON merge patch turning `old` into `new` (None deletes a key; lists are
+    replaced whole); empty when nothing changed."""
+    patch: dict[str, object] = {}
+    for key in old.keys() - new.keys():
+        patch[key] = None
+    for key, value in new.items():
+        before = old.get(key)
+        if isinstance(value, Mapping) and isinstance(before, Mapping):
+            inner = merge_patch(before, value)
+            if inner:
+                patch[key] = inner
+        elif before != value:
+            patch[key] = value
+    return patch
+
+
+def _conditions(status: Mapping[str, object]) -> list[Mapping[str, object]]:
+    found = status.get("conditions")
+    return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
+
+
+def _failed(status: Mapping[str, object]) -> list[Mapping[str, object]]:
+    found = status.get("failedNodes")
+    return [f for f in found if isinstance(f, Mapping)] if isinstance(found, list) else []
+
+
+def _mapping(value: object) -> Mapping[str, object]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -1,0 +1,68 @@
+"""`imageprune operator` flags: bad input is a clear one-line error and exit 2, before
+kopf starts (no traceback, no retry loop against a kubeconfig that cannot work)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imageprune.cluster import main
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "no such file"),
+        ("{[", "cannot read it"),
+        ("apiVersion: v1\nkind: Config\n", "not a usable kubeconfig"),
+        (
+            "current-context: x\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
+            "clusters: [{name: c, cluster: {}}]\nusers: [{name: u, user: {}}]\n",
+            "the current context names no server",
+        ),
+    ],
+)
+def test_a_bad_kubeconfig_exits_2_with_the_reason(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    content: str | None,
+    message: str,
+) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    path = tmp_path / "kubeconfig"
+    if content is not None:
+        path.write_text(content)
+    assert main.main(["--kubeconfig", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"imageprune operator: error: --kubeconfig {path}: {message}")
+    assert "Traceback" not in err
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--metrics-port", "70000", "must be a port"),
+        ("--health-port", "x", "must be a port"),
+        ("--log-format", "yaml", "invalid choice"),
+        ("--interval", "0", "must be 0.1 to 3600 seconds"),
+    ],
+)
+def test_bad_flags_exit_2_naming_the_flag(
+    capsys: pytest.CaptureFixture[str], flag: str, value: str, message: str
+) -> None:
+    assert main.main([flag, value]) == 2
+    err = capsys.readouterr().err
+    assert flag in err
+    assert message in err
+
+
+def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--kubeconfig" in out
+    assert "Recreate" in out
