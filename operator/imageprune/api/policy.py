@@ -1,0 +1,150 @@
+"""The ImagePrunePolicy spec: the cluster fields the operator acts on, parsed and typed,
+and the node-selection fields kept as the raw subset the node parser
+(imageprune.policy.selection) reads, which the operator copies into each task."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import zoneinfo
+from collections.abc import Mapping
+
+from imageprune.api import intorpercent, labelselector
+from imageprune.policy import selection
+
+
+class Mode(enum.StrEnum):
+    DRY_RUN = "DryRun"  # report what would go, remove nothing
+    ENFORCE = "Enforce"
+
+
+class Trigger(enum.StrEnum):
+    """Why a run started (policy status.run.trigger, task spec.trigger)."""
+
+    SCHEDULE = "Schedule"
+    CREATE = "Create"
+    SPEC_CHANGE = "SpecChange"
+    RUN_NOW = "RunNow"
+    DISK_PRESSURE = "DiskPressure"
+
+
+# The spec fields this module owns; every other spec field belongs to the node selection.
+CLUSTER_FIELDS = frozenset({"mode", "suspend", "nodeSelector", "schedule", "timeZone", "rollout"})
+_ROLLOUT_FIELDS = frozenset({"maxConcurrentNodes", "maxFailedNodes"})
+DEFAULT_MAX_CONCURRENT_NODES = intorpercent.IntOrPercent(25, percent=True)
+DEFAULT_MAX_FAILED_NODES = intorpercent.IntOrPercent(0)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Rollout:
+    max_concurrent_nodes: intorpercent.IntOrPercent = DEFAULT_MAX_CONCURRENT_NODES
+    max_failed_nodes: intorpercent.IntOrPercent = DEFAULT_MAX_FAILED_NODES
+
+    def wave_size(self, matched: int) -> int:
+        """Nodes pruned at once: a percent rounds up, and a wave holds at least one node."""
+        return max(1, self.max_concurrent_nodes.scaled(matched, round_up=True))
+
+    def failure_budget(self, matched: int) -> int:
+        """Failed nodes tolerated: a percent rounds down, the cautious side."""
+        return self.max_failed_nodes.scaled(matched, round_up=False)
+
+    def exhausted(self, *, failed: int, matched: int) -> bool:
+        """The rollout pauses once more nodes failed than the budget allows."""
+        return failed > self.failure_budget(matched)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PolicySpec:
+    mode: Mode = Mode.DRY_RUN
+    suspend: bool = False
+    node_selector: labelselector.LabelSelector = labelselector.EVERY_NODE
+    schedule: str | None = None  # cron; None: run on create and on spec change
+    time_zone: str | None = None  # IANA; None: UTC
+    rollout: Rollout = Rollout()
+    # The node-selection fields exactly as written (with the apiserver's defaults),
+    # for the node parser; validated by parse_spec.
+    selection: Mapping[str, object] = dataclasses.field(default_factory=dict)
+
+
+def parse_spec(spec: Mapping[str, object]) -> PolicySpec:
+    """Parse and check a whole policy spec, the selection too, so a policy the operator
+    accepts is one every node accepts. Raises selection.PolicyError naming the field. The
+    cron expression itself is checked by the scheduler (a cron library), not here."""
+    node_selection = {key: value for key, value in spec.items() if key not in CLUSTER_FIELDS}
+    selection.selection_from_spec(node_selection)
+    schedule = _optional_string(spec.get("schedule"), "spec.schedule")
+    time_zone = _optional_string(spec.get("timeZone"), "spec.timeZone")
+    if time_zone is not None:
+        if schedule is None:
+            raise selection.PolicyError("spec.timeZone", "requires spec.schedule")
+        _check_time_zone(time_zone)
+    return PolicySpec(
+        mode=_mode(spec.get("mode")),
+        suspend=_suspend(spec.get("suspend")),
+        node_selector=labelselector.from_dict(spec.get("nodeSelector"), "spec.nodeSelector"),
+        schedule=schedule,
+        time_zone=time_zone,
+        rollout=_rollout(spec.get("rollout")),
+        selection=node_selection,
+    )
+
+
+def _mode(value: object) -> Mode:
+    if value is None:
+        return Mode.DRY_RUN
+    try:
+        return Mode(str(value))
+    except ValueError:
+        choices = ", ".join(mode.value for mode in Mode)
+        raise selection.PolicyError(
+            "spec.mode", f"must be one of {choices} (got {value!r})"
+        ) from None
+
+
+def _suspend(value: object) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise selection.PolicyError("spec.suspend", f"must be true or false (got {value!r})")
+    return value
+
+
+def _optional_string(value: object, path: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise selection.PolicyError(path, f"must be a non-empty string (got {value!r})")
+    return value
+
+
+def _check_time_zone(name: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise selection.PolicyError(
+            "spec.timeZone", f"unknown time zone {name!r}; expected an IANA name like Europe/Paris"
+        ) from None
+
+
+def _rollout(value: object) -> Rollout:
+    if value is None:
+        return Rollout()
+    path = "spec.rollout"
+    if not isinstance(value, Mapping):
+        raise selection.PolicyError(path, "must be a mapping")
+    unknown = sorted(str(key) for key in value if key not in _ROLLOUT_FIELDS)
+    if unknown:
+        expected = ", ".join(sorted(_ROLLOUT_FIELDS))
+        raise selection.PolicyError(
+            f"{path}.{unknown[0]}", f"unknown field; expected one of {expected}"
+        )
+    concurrent = value.get("maxConcurrentNodes")
+    failed = value.get("maxFailedNodes")
+    return Rollout(
+        max_concurrent_nodes=DEFAULT_MAX_CONCURRENT_NODES
+        if concurrent is None
+        else intorpercent.parse(concurrent, f"{path}.maxConcurrentNodes", minimum=1),
+        max_failed_nodes=DEFAULT_MAX_FAILED_NODES
+        if failed is None
+        else intorpercent.parse(failed, f"{path}.maxFailedNodes", minimum=0),
+    )
