@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
+import enum
 import functools
 import logging
 import time
@@ -55,6 +56,13 @@ class Settings:
     shutdown_grace: float = 20.0
     # How long status writes are retried after SIGTERM before giving up.
     final_write_timeout: float = 10.0
+
+
+class Written(enum.Enum):
+    OK = "ok"
+    GONE = "gone"  # the task was deleted
+    REFUSED = "refused"  # the apiserver rejected the status (e.g. invalid)
+    GAVE_UP = "gave up"  # the apiserver stayed away past the shutdown deadline
 
 
 class Interrupted(Exception):
@@ -208,7 +216,7 @@ class Agent:
             now = _now()
             trigger = str((obj.get("spec") or {}).get("trigger") or Trigger.CREATE.value)
             self.metrics.runs.labels(trigger, Reason.INVALID_SELECTION.value).inc()
-            await self._write_status(
+            written = await self._write_status(
                 name,
                 lambda current: status.finished(
                     current,
@@ -222,7 +230,8 @@ class Agent:
                     now=now,
                 ),
             )
-            self.ledger.record(name, run_id)
+            if written is Written.OK:
+                self.ledger.record(name, run_id)
             return
         completed = await self._execute(
             name,
@@ -264,7 +273,7 @@ class Agent:
                 current, run_id=run_id, trigger=trigger, generation=generation, now=started_at
             ),
         )
-        if not written:
+        if written is not Written.OK:
             return False
         clock = time.monotonic()
         results: list[executor.Result] = []
@@ -290,6 +299,7 @@ class Agent:
             reason, message = Reason.INTERRUPTED, str(err)
         except Exception as err:  # a bug: report it on the task rather than leave it running
             log.exception("task %s run %s failed", name, run_id)
+            self.metrics.errors.labels("internal").inc()
             reason, message = Reason.INTERNAL_ERROR, f"internal error: {err!r}"
         else:
             self._runtime_answered()
@@ -298,11 +308,10 @@ class Agent:
             if self._stopping.is_set() and reason is not Reason.SUCCEEDED:
                 reason = Reason.INTERRUPTED
             self._count(run)
+            self.metrics.errors.labels("removal").inc(len(run.report.failed))
         elapsed = time.monotonic() - clock
         self.metrics.run_duration.observe(elapsed)
         self.metrics.runs.labels(trigger, reason.value).inc()
-        if reason is not Reason.SUCCEEDED:
-            self.metrics.errors.labels("removal" if report else "runtime").inc()
         log.log(
             logging.INFO if reason is Reason.SUCCEEDED else logging.WARNING,
             "task %s: run %s %s in %.1fs: %s",
@@ -313,9 +322,9 @@ class Agent:
             message,
         )
         completed_at = _now()
-        return await self._write_status(
-            name,
-            lambda current: status.finished(
+
+        def finished(report: Mapping[str, object] | None, message: str) -> status.Builder:
+            return lambda current: status.finished(
                 current,
                 run_id=run_id,
                 trigger=trigger,
@@ -325,8 +334,16 @@ class Agent:
                 generation=generation,
                 started_at=started_at,
                 now=completed_at,
-            ),
-        )
+            )
+
+        written = await self._write_status(name, finished(report, message))
+        if written is Written.REFUSED and report is not None:
+            # Never leave the run looking unfinished (the operator would wait on it):
+            # the conditions and message still tell the truth without the report.
+            written = await self._write_status(
+                name, finished(None, f"{message} (the report was refused by the apiserver)")
+            )
+        return written is Written.OK
 
     async def _until_stopped(
         self, prune: Coroutine[Any, Any, service.PruneRun], results: list[executor.Result]
@@ -363,9 +380,7 @@ class Agent:
 
     # ---- status writes --------------------------------------------------------------
 
-    async def _write_status(
-        self, name: str, build: Callable[[Mapping[str, object]], status.Body | None]
-    ) -> bool:
+    async def _write_status(self, name: str, build: status.Builder) -> Written:
         """Read the task, build its new status from the current one, and merge-patch it
         under the read's resourceVersion (a conflict reads again): never computed from a
         stale cache. Retried with backoff while the apiserver is away, each retry logged;
@@ -378,22 +393,22 @@ class Agent:
                 obj = await self.kube.get(path)
                 body = build(obj.get("status") or {})
                 if body is None:
-                    return True
+                    return Written.OK
                 version = obj.get("metadata", {}).get("resourceVersion")
                 await self.kube.merge_patch(
                     f"{path}/status", {"metadata": {"resourceVersion": version}, "status": body}
                 )
-                return True
+                return Written.OK
             except ApiError as err:
                 if err.status == 404:
                     log.info("task %s is gone; its status is not written", name)
-                    return False
+                    return Written.GONE
                 if err.status == 409:
                     continue  # changed since read: read again
                 if not err.retryable:
                     log.error("task %s: the apiserver refused the status: %s", name, err)
                     self.metrics.errors.labels("apiserver").inc()
-                    return False
+                    return Written.REFUSED
                 problem: KubeError = err
             except KubeError as err:
                 problem = err
@@ -402,7 +417,7 @@ class Agent:
                 time.monotonic() - self._stopped_at > self.settings.final_write_timeout
             ):
                 log.error("task %s: giving up writing its status at shutdown: %s", name, problem)
-                return False
+                return Written.GAVE_UP
             delay = backoff.next_delay()
             log.warning(
                 "task %s: cannot write status (attempt %d): %s; retrying in %.1fs",

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import datetime
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from imageprune.api import conditions, times
 from imageprune.api.conditions import Status, Type
 
 Body = dict[str, object]
+# Builds a status from the task's current one; None when nothing needs writing.
+Builder = Callable[[Mapping[str, object]], Body | None]
 
 
 class Reason(enum.StrEnum):
