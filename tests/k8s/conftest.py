@@ -1,5 +1,17 @@
 """Fixtures for tests against a real kube-apiserver (tests/testkit/kube.py)."""
 
-from testkit.kube import kube_control_plane
+from collections.abc import Iterator
 
-__all__ = ["kube_control_plane"]
+import pytest
+
+from testkit import crds
+from testkit.kube import ControlPlane, kube_control_plane
+
+__all__ = ["imageprune_crds", "kube_control_plane"]
+
+
+@pytest.fixture(scope="module")
+def imageprune_crds(kube_control_plane: ControlPlane) -> Iterator[list[str]]:
+    """The chart's CRDs (charts/imageprune/crds), installed for one test module."""
+    with crds.installed(kube_control_plane) as names:
+        yield names
