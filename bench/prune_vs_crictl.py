@@ -98,7 +98,8 @@ def bench_planner(images: int, containers: int, runs: int = 15) -> float:
         for c in range(containers)
     ]
     selection = policy_selection.selection_from_spec(
-        {"exclude": ["registry.k8s.io/*"], "keepLatestPerRepository": 2, "olderThan": "1h"}
+        {"exclude": ["registry.k8s.io/*"], "keepLatestPerRepository": 2, "olderThan": "1h"},
+        unused_for_default=None,
     )
     times = []
     for _ in range(runs):

@@ -5,7 +5,13 @@ contract enforces that), so the node agent is its only user.
 """
 
 from imageprune_cri.client import CriClient
-from imageprune_cri.errors import CriCallFailed, CriError, EndpointNotFound, RuntimeUnavailable
+from imageprune_cri.errors import (
+    CriCallFailed,
+    CriError,
+    EndpointInvalid,
+    EndpointNotFound,
+    RuntimeUnavailable,
+)
 from imageprune_cri.types import (
     Container,
     ContainerState,
@@ -22,6 +28,7 @@ __all__ = [
     "CriCallFailed",
     "CriClient",
     "CriError",
+    "EndpointInvalid",
     "EndpointNotFound",
     "FilesystemUsage",
     "Image",

@@ -31,8 +31,13 @@ _T = TypeVar("_T")
 class CriClient:
     """Use `async with CriClient.connect(...) as cri:`."""
 
-    def __init__(self, target: str, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(
+        self, target: str, *, timeout: float = DEFAULT_TIMEOUT, origin: str | None = None
+    ) -> None:
         self.endpoint = target
+        # Where the endpoint came from (a flag, $CONTAINER_RUNTIME_ENDPOINT), so an
+        # error about it tells the user what to change.
+        self._where = f"{target} (from {origin})" if origin else target
         self.timeout = timeout
         self._channel = grpc.aio.insecure_channel(
             target,
@@ -49,7 +54,8 @@ class CriClient:
         cls, explicit_endpoint: str | None = None, *, timeout: float = DEFAULT_TIMEOUT
     ) -> CriClient:
         """A client for the endpoint resolved like crictl does (see endpoint.resolve)."""
-        return cls(endpoint.resolve(explicit_endpoint), timeout=timeout)
+        found = endpoint.resolve(explicit_endpoint)
+        return cls(found.target, timeout=timeout, origin=found.origin)
 
     async def close(self) -> None:
         await self._channel.close(grace=None)
@@ -75,13 +81,13 @@ class CriClient:
         code = err.code()
         if code == grpc.StatusCode.UNAVAILABLE:
             return errors.RuntimeUnavailable(
-                f"no CRI runtime answers at {self.endpoint}: is containerd (or CRI-O) "
+                f"no CRI runtime answers at {self._where}: is containerd (or CRI-O) "
                 f"running, and is this the right socket? Set --runtime-endpoint. "
                 f"({err.details()})"
             )
         if code == grpc.StatusCode.DEADLINE_EXCEEDED:
             return errors.RuntimeUnavailable(
-                f"the CRI runtime at {self.endpoint} did not answer {what} within "
+                f"the CRI runtime at {self._where} did not answer {what} within "
                 f"{self.timeout:g}s: it may be overloaded; try a larger --timeout"
             )
         if code == grpc.StatusCode.UNIMPLEMENTED:

@@ -11,6 +11,11 @@ class EndpointNotFound(CriError):
     """No runtime endpoint was given and none of the default sockets exists."""
 
 
+class EndpointInvalid(CriError):
+    """The endpoint given cannot be a CRI socket (wrong scheme, unusable path): a
+    usage error, unlike an endpoint where nothing answers."""
+
+
 class RuntimeUnavailable(CriError):
     """Nothing answers at the endpoint (daemon down, wrong socket, no permission)."""
 

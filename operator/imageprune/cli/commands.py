@@ -6,8 +6,8 @@ import argparse
 import datetime
 import sys
 
-from imageprune.cli import progress, render
-from imageprune.node import executor, planner, service, usage
+from imageprune.cli import interrupts, progress, render
+from imageprune.node import executor, planner, service, statelock, usage
 from imageprune.policy.selection import Selection
 from imageprune_cri import CriClient
 
@@ -19,7 +19,9 @@ def _store(args: argparse.Namespace) -> usage.UsageStore:
     return usage.UsageStore(args.state_dir / "usage.json")
 
 
-async def images(args: argparse.Namespace, selection: Selection) -> int:
+async def images(
+    args: argparse.Namespace, selection: Selection, _signals: interrupts.Interrupts
+) -> int:
     """Returns 0: listing has no failures to count (same shape as prune)."""
     async with CriClient.connect(args.runtime_endpoint, timeout=args.timeout) as cri:
         observed = await service.observe(
@@ -29,12 +31,15 @@ async def images(args: argparse.Namespace, selection: Selection) -> int:
     return 0
 
 
-async def prune(args: argparse.Namespace, selection: Selection) -> int:
-    """Returns the number of failed removals."""
+async def prune(
+    args: argparse.Namespace, selection: Selection, signals: interrupts.Interrupts
+) -> int:
+    """Returns the number of images the run meant to remove and may not have."""
     bar: progress.Progress | None = None
 
     def start_progress(plan: planner.Plan) -> None:
         nonlocal bar
+        signals.arm()  # from here on, a signal stops the removals and we report
         if args.output == "text" and len(plan.removable) > _PROGRESS_FROM:
             label = "Would remove" if args.dry_run else "Removing"
             bar = progress.Progress(len(plan.removable), label=label)
@@ -51,16 +56,10 @@ async def prune(args: argparse.Namespace, selection: Selection) -> int:
             now=datetime.datetime.now(datetime.UTC),
             dry_run=args.dry_run,
             concurrency=args.concurrency,
+            lock=statelock.StateLock(args.state_dir, timeout=args.lock_timeout),
             on_plan=start_progress,
             on_result=advance,
+            stop=signals.stop,
         )
-    before, after = run.observation.snapshot.disk, run.disk_after
-    freed_on_disk = before.used_bytes - after.used_bytes if before and after else None
-    render.prune_report(
-        run.observation.plan,
-        run.report,
-        freed_on_disk=freed_on_disk,
-        output=args.output,
-        stream=sys.stdout,
-    )
+    render.prune_report(run, output=args.output, stream=sys.stdout)
     return len(run.report.failed)

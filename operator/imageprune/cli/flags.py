@@ -4,9 +4,11 @@ spec means: flags are turned into a spec and parsed by the same code as policies
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Callable
 from pathlib import Path
 
+from imageprune.policy import manifest_file
 from imageprune.policy import selection as policy_selection
 
 SELECTION_EPILOG = """\
@@ -35,13 +37,34 @@ class UsageError(Exception):
     """Bad flags or policy file: reported with exit code 2, before any removal."""
 
 
-def positive_float(text: str) -> float:
+# Longer deadlines are typos, and gRPC turns absurd ones (1e300) into an instant
+# DEADLINE_EXCEEDED.
+MAX_SECONDS = 86400.0
+
+
+def _finite_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):  # float() takes 'nan' and 'inf'; a deadline cannot
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number of seconds")
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r} is more than a day ({MAX_SECONDS:g})")
+    return value
+
+
+def positive_float(text: str) -> float:
+    value = _finite_float(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
     return value
 
 
@@ -62,6 +85,7 @@ def add_selection(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("selection")
     group.add_argument(
         "--scope",
+        type=str.capitalize,  # the spec takes any case: unused, UNUSED
         choices=[s.value for s in policy_selection.Scope],
         help="Unused: every image no container uses (default); Dangling: untagged only",
     )
@@ -137,14 +161,11 @@ def selection_from_args(args: argparse.Namespace) -> policy_selection.Selection:
         if spec:
             raise UsageError("--policy cannot be combined with other selection flags")
         try:
-            text = args.policy.read_text()
-        except OSError as err:
-            raise UsageError(f"--policy {args.policy}: {err.strerror}") from None
-        try:
-            return policy_selection.load_policy_manifest(text)
+            return manifest_file.load_policy_file(args.policy)
         except policy_selection.PolicyError as err:
-            raise UsageError(f"--policy {args.policy}: {err}") from None
+            raise UsageError(f"--policy {err}") from None
     try:
-        return policy_selection.selection_from_spec(spec)
+        # No --unused-for means no age limit, as with crictl.
+        return policy_selection.selection_from_spec(spec, unused_for_default=None)
     except policy_selection.PolicyError as err:
         raise UsageError(_flag_names(str(err))) from None

@@ -1,41 +1,115 @@
 """`imageprune`: the node-local command line. Works on one node, without a cluster.
+The exit codes are in EXIT_CODES below (and `imageprune --help`).
 
-Exit codes (also in `imageprune --help`):
-  0  success (including "nothing to remove")
-  1  some removals failed; the rest went ahead
-  2  bad usage: unknown flag, bad value or policy file; nothing was removed
-  3  the container runtime could not be reached or failed; nothing was removed
-"""
+This module imports only what is light at the top: the rest (gRPC, YAML: about half
+a second) is imported after main() has its signal handlers in place, so a Ctrl-C
+during start-up exits quietly instead of with a traceback from an import."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import enum
 import logging
 import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import imageprune
-from imageprune.cli import commands, flags
-from imageprune_cri import CriError
+from imageprune.cli import interrupts
 
-EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
+if TYPE_CHECKING:
+    from imageprune.policy.selection import Selection
 
-_EPILOG = """\
-exit codes:
-  0  success (including nothing to remove)
-  1  some removals failed; the others went ahead
-  2  bad usage (flag, value or policy file); nothing was removed
-  3  the container runtime could not be reached or failed; nothing was removed
 
+class Exit(enum.IntEnum):
+    OK = 0
+    PARTIAL = 1
+    USAGE = 2
+    RUNTIME = 3
+    LOCKED = 4
+    SIGINT = 130
+    SIGTERM = 143
+
+
+# The one statement of what each exit code means: --help prints it; README.md and
+# docs/policy.md point here (tests/unit/test_cli.py checks they agree).
+EXIT_CODES: dict[Exit, str] = {
+    Exit.OK: "success (including nothing to remove)",
+    Exit.PARTIAL: "some removals failed, got no answer or were not sent; the report says which",
+    Exit.USAGE: "bad usage (flag, value, endpoint or policy file); nothing was removed",
+    Exit.RUNTIME: "the container runtime could not be reached or failed before any "
+    "removal; nothing was removed",
+    Exit.LOCKED: "another prune on this node held the lock for --lock-timeout; nothing was removed",
+    Exit.SIGINT: "interrupted (Ctrl-C); a prune reports what it removed first",
+    Exit.SIGTERM: "terminated (SIGTERM); a prune reports what it removed first",
+}
+
+_EPILOG = (
+    "exit codes:\n"
+    + "".join(f"  {code.value:<3}  {text}\n" for code, text in EXIT_CODES.items())
+    + """
 Never removed, whatever the flags: images used by any container (running, created
 or exited), pinned images, and the runtime's pod sandbox (pause) image.
 """
+)
+
+_PRUNE_EPILOG = """\
+one prune at a time: a prune that removes holds an exclusive lock on
+<state-dir>/lock from its first look at the node to its last removal; a second one
+waits up to --lock-timeout seconds, then exits 4 naming the holder's pid. --dry-run
+and `images` take no lock (racing a prune, they can only show an image that is gone
+a moment later).
+
+limits: each runtime call has --timeout seconds. Once the runtime stops answering,
+no more removals are sent (NotAttempted), and a removal that was sent but got no
+answer is reported as Unknown unless the runtime, asked again, confirms it.
+Ctrl-C or SIGTERM during a prune sends no more removals, waits for those in flight,
+prints the report and exits 130 or 143; a second signal gives up at once.
+"""
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The flags every command shares, given before or after the command (as kubectl
+    allows). The copy on each command has no defaults, so that it never overwrites
+    a value given before the command."""
+    from imageprune.cli import flags  # noqa: PLC0415 - see the module docstring
+    from imageprune_cri import client  # noqa: PLC0415
+
+    def default(value: object) -> object:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument(
+        "--runtime-endpoint",
+        metavar="ENDPOINT",
+        default=default(None),
+        help="CRI socket, e.g. unix:///run/containerd/containerd.sock "
+        "(default: $CONTAINER_RUNTIME_ENDPOINT, else the first of the containerd, "
+        "CRI-O and cri-dockerd sockets that exists)",
+    )
+    parser.add_argument(
+        "--timeout",
+        type=flags.positive_float,
+        default=default(client.DEFAULT_TIMEOUT),
+        metavar="SECONDS",
+        help=f"deadline for each call to the runtime (default: {client.DEFAULT_TIMEOUT:g})",
+    )
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=default(Path("/var/lib/imageprune")),
+        metavar="DIR",
+        help="where usage records (first seen / last used per image) and the prune "
+        "lock are kept across runs (default: /var/lib/imageprune)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from imageprune.cli import flags  # noqa: PLC0415 - see the module docstring
+    from imageprune.node import statelock  # noqa: PLC0415
+
     parser = argparse.ArgumentParser(
         prog="imageprune",
         description=textwrap.fill(
@@ -48,28 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--version", action="version", version=f"imageprune {imageprune.__version__}"
     )
-    parser.add_argument(
-        "--runtime-endpoint",
-        metavar="ENDPOINT",
-        help="CRI socket, e.g. unix:///run/containerd/containerd.sock "
-        "(default: $CONTAINER_RUNTIME_ENDPOINT, else the first of the containerd, "
-        "CRI-O and cri-dockerd sockets that exists)",
-    )
-    parser.add_argument(
-        "--timeout",
-        type=flags.positive_float,
-        default=30.0,
-        metavar="SECONDS",
-        help="deadline for each call to the runtime (default: 30)",
-    )
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        default=Path("/var/lib/imageprune"),
-        metavar="DIR",
-        help="where usage records (first seen / last used per image) are kept across "
-        "runs (default: /var/lib/imageprune)",
-    )
+    _add_global_flags(parser, defaults=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     images = sub.add_parser(
@@ -83,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=flags.SELECTION_EPILOG,
     )
+    _add_global_flags(images, defaults=False)
     flags.add_selection(images)
     images.add_argument("-o", "--output", choices=["table", "json"], default="table")
 
@@ -95,8 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
             "right before its removal."
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog=flags.SELECTION_EPILOG + "\n" + _EPILOG,
+        epilog=flags.SELECTION_EPILOG + "\n" + _PRUNE_EPILOG + "\n" + _EPILOG,
     )
+    _add_global_flags(prune, defaults=False)
     flags.add_selection(prune)
     prune.add_argument(
         "--dry-run", action="store_true", help="remove nothing; report what would go"
@@ -110,32 +165,77 @@ def build_parser() -> argparse.ArgumentParser:
         "collection across concurrent removals, so more is faster; fewer leaves more "
         "room for kubelet's own calls on a busy node",
     )
+    prune.add_argument(
+        "--lock-timeout",
+        type=flags.non_negative_float,
+        default=statelock.DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="how long to wait for another prune on this node to finish before giving "
+        f"up with exit 4 (default: {statelock.DEFAULT_TIMEOUT:g}; 0: do not wait)",
+    )
     prune.add_argument("-o", "--output", choices=["text", "json"], default="text")
     return parser
+
+
+async def _run(
+    args: argparse.Namespace, selection: Selection, signals: interrupts.Interrupts
+) -> int:
+    from imageprune.cli import commands  # noqa: PLC0415 - see the module docstring
+
+    signals.install()
+    try:
+        command = commands.images if args.command == "images" else commands.prune
+        return await command(args, selection, signals)
+    finally:
+        signals.uninstall()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     # Library warnings (e.g. unreadable usage records) reach the user as one line.
     logging.basicConfig(format="imageprune: warning: %(message)s", level=logging.WARNING)
+    with interrupts.outside_the_loop():
+        try:
+            return _main(argv)
+        except interrupts.Interrupted as stopped:
+            print("imageprune: interrupted", file=sys.stderr)
+            return stopped.exit_code
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    from imageprune.cli import flags  # noqa: PLC0415 - see the module docstring
+    from imageprune.node import statelock  # noqa: PLC0415
+    from imageprune_cri import CriError, EndpointInvalid  # noqa: PLC0415
+
+    # Errors that are not the runtime's fault (the rest of CriError is).
+    exit_of: dict[type[Exception], Exit] = {
+        EndpointInvalid: Exit.USAGE,
+        statelock.LockError: Exit.LOCKED,
+    }
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
-        return EXIT_USAGE
+        return Exit.USAGE
     try:
+        # Outside the event loop, so a signal can interrupt reading a policy file.
         selection = flags.selection_from_args(args)
     except flags.UsageError as err:
-        parser.exit(EXIT_USAGE, f"imageprune {args.command}: error: {err}\n")
+        parser.exit(Exit.USAGE, f"imageprune {args.command}: error: {err}\n")
+    signals = interrupts.Interrupts()
     try:
-        run = commands.images if args.command == "images" else commands.prune
-        failed = asyncio.run(run(args, selection))
-    except CriError as err:
-        print(f"imageprune: error: {err}", file=sys.stderr)
-        return EXIT_RUNTIME
-    except KeyboardInterrupt:
+        failed = asyncio.run(_run(args, selection, signals))
+    except (CriError, statelock.LockError) as err:
+        code = exit_of.get(type(err), Exit.RUNTIME)
+        where = f" {args.command}" if code is Exit.USAGE else ""
+        print(f"imageprune{where}: error: {err}", file=sys.stderr)
+        return code
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        # Cancelled by a signal before removals began, or a second signal after.
         print("imageprune: interrupted", file=sys.stderr)
-        return 130
-    return EXIT_PARTIAL if failed else EXIT_OK
+        return signals.exit_code or Exit.SIGINT
+    if signals.exit_code is not None:
+        return signals.exit_code
+    return Exit.PARTIAL if failed else Exit.OK
 
 
 if __name__ == "__main__":

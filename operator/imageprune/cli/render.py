@@ -8,7 +8,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import TextIO
 
-from imageprune.node import executor, planner, usage
+from imageprune.node import executor, planner, report, service, usage
 from imageprune.policy import durations, quantities
 
 
@@ -89,47 +89,50 @@ def images(
     )
 
 
-def prune_report(
-    plan: planner.Plan,
-    report: executor.Report,
-    *,
-    freed_on_disk: int | None,
-    output: str,
-    stream: TextIO,
-) -> None:
+# What each outcome that is not a success means, for the summary lines.
+_OUTCOME_TEXT = {
+    executor.Outcome.FAILED: "not removed",
+    executor.Outcome.UNKNOWN: "outcome unknown (sent, no answer; may be gone)",
+    executor.Outcome.NOT_ATTEMPTED: "not attempted",
+}
+
+
+def prune_report(run: service.PruneRun, *, output: str, stream: TextIO) -> None:
+    """The report of a prune. Text: one line per image taken or kept at the last
+    moment, ONE line per kind of error (a dead runtime fails hundreds of images
+    alike), then a summary. JSON: node/report.py's document, every image."""
+    if output == "json":
+        json.dump(report.document(run), stream, indent=2)
+        stream.write("\n")
+        return
+    plan, result = run.observation.plan, run.report
     kept = collections.Counter(
         v.reason.value for v in plan.verdicts if v.reason is not planner.Reason.REMOVABLE
     )
-    taken = [r for r in report.results if r.outcome.takes_image]
-    if output == "json":
-        doc = {
-            "dryRun": report.dry_run,
-            "images": len(plan.verdicts),
-            "removed" if not report.dry_run else "wouldRemove": [
-                {"id": r.image.id, "repoTags": list(r.image.repo_tags), "size": r.image.size}
-                for r in taken
-            ],
-            "bytes": report.removed_bytes,
-            "freedOnDisk": freed_on_disk,
-            "nowInUse": [r.image.id for r in report.with_outcome(executor.Outcome.NOW_IN_USE)],
-            "errors": [{"id": r.image.id, "error": r.detail} for r in report.failed],
-            "kept": dict(kept),
-        }
-        json.dump(doc, stream, indent=2)
-        stream.write("\n")
-        return
-    verb = "Would remove" if report.dry_run else "Removed"
+    taken = [r for r in result.results if r.outcome.takes_image]
+    verb = "Would remove" if result.dry_run else "Removed"
     for r in taken:
         name = ", ".join(r.image.repo_tags) or "<none>"
         stream.write(f"{verb.lower()}: {_short_id(r.image.id)} {name}\n")
-    for r in report.with_outcome(executor.Outcome.NOW_IN_USE):
+    for r in result.with_outcome(executor.Outcome.NOW_IN_USE):
         stream.write(f"kept (now in use): {_short_id(r.image.id)} {r.detail}\n")
-    for r in report.failed:
-        stream.write(f"error: {_short_id(r.image.id)}: {r.detail}\n")
-    line = f"{verb} {len(taken)} images, {quantities.format_bytes(report.removed_bytes)}"
-    if freed_on_disk is not None:
-        line += f" ({quantities.format_bytes(max(freed_on_disk, 0))} freed on disk)"
-    if report.failed:
-        line += f"; {len(report.failed)} errors"
+    for group in report.error_groups(result):
+        example = group.example
+        stream.write(
+            f"error: {group.count} {'image' if group.count == 1 else 'images'} "
+            f"{_OUTCOME_TEXT[group.outcome]} ({group.kind}), e.g. "
+            f"{_short_id(example.image.id)}: {example.detail}\n"
+        )
+    line = f"{verb} {len(taken)} images, {quantities.format_bytes(result.removed_bytes)}"
+    before, after = run.observation.snapshot.disk, run.disk_after
+    if before and after:
+        delta = before.used_bytes - after.used_bytes
+        line += (
+            f" (image filesystem: {quantities.format_bytes(abs(delta))} "
+            f"{'less' if delta >= 0 else 'more'} used, shared with other writers)"
+        )
+    troubles = collections.Counter(r.outcome for r in result.failed)
+    if troubles:
+        line += "; " + ", ".join(f"{n} {outcome.value}" for outcome, n in sorted(troubles.items()))
     kept_text = ", ".join(f"{n} {reason}" for reason, n in sorted(kept.items()))
     stream.write(line + (f". Kept: {kept_text}." if kept_text else ".") + "\n")

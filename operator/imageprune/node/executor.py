@@ -4,6 +4,11 @@ before each removal that no container has started to use the image.
 The runtime's RemoveImage does not check for users (containerd untags an image a
 running container uses without complaint), so this re-check is the last line of
 defence against a container created after the plan was made.
+
+The report tells the truth when the runtime dies: a removal whose call got no answer
+may or may not have happened (`Unknown`, confirmed with ImageStatus afterwards when
+the runtime answers again), and once the runtime stops answering no further removal
+is sent (`NotAttempted`), so a frozen runtime costs one deadline, not one per image.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from imageprune.node import users
-from imageprune_cri import CriError, types
+from imageprune_cri import CriCallFailed, CriError, RuntimeUnavailable, types
 
 
 class Runtime(Protocol):
@@ -27,11 +32,19 @@ class Runtime(Protocol):
     async def remove_image(self, ref: str) -> None: ...
 
 
+class StatusReader(Protocol):
+    """What confirming unknown outcomes needs of a CRI client."""
+
+    async def image_status(self, ref: str) -> types.Image | None: ...
+
+
 class Outcome(enum.StrEnum):
     REMOVED = "Removed"
     WOULD_REMOVE = "WouldRemove"  # dry run
     NOW_IN_USE = "NowInUse"  # a container started using it after planning
-    FAILED = "Failed"
+    FAILED = "Failed"  # the runtime answered with an error: the image is still there
+    UNKNOWN = "Unknown"  # the removal was sent and got no answer: it may be gone
+    NOT_ATTEMPTED = "NotAttempted"  # never sent: the runtime was gone, or we were stopped
 
     @property
     def takes_image(self) -> bool:
@@ -44,6 +57,9 @@ class Result:
     image: types.Image
     outcome: Outcome
     detail: str = ""
+    # What went wrong, as one word for grouping (e.g. "RuntimeUnavailable",
+    # "FAILED_PRECONDITION", "Interrupted"); empty when nothing did.
+    error_kind: str = ""
     # time.monotonic() when the last in-use check began and when removal was sent;
     # they bound the window in which a new container could still slip through.
     checked_at: float | None = None
@@ -64,7 +80,9 @@ class Report:
 
     @property
     def failed(self) -> list[Result]:
-        return self.with_outcome(Outcome.FAILED)
+        """Every image the run meant to remove and may not have: failed, unknown or
+        not attempted."""
+        return [r for r in self.results if r.error_kind]
 
 
 Progress = Callable[[Result], None]
@@ -77,10 +95,13 @@ async def execute(
     dry_run: bool,
     concurrency: int = 64,
     on_result: Progress | None = None,
+    stop: asyncio.Event | None = None,
 ) -> Report:
     """Remove `images` (already judged removable), in order, at most `concurrency`
     at a time. Errors are collected, never raised: one bad image must not stop the
-    rest. A dry run removes nothing and lists nothing."""
+    rest, but a runtime that stops answering stops the run. Setting `stop` (e.g. on
+    Ctrl-C) sends no further removal; those in flight finish. A dry run removes
+    nothing and lists nothing."""
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     if dry_run:
@@ -92,16 +113,78 @@ async def execute(
 
     gate = asyncio.Semaphore(concurrency)
     listings = FreshListings(runtime)
+    halt = _Halt(stop)
 
     async def one(image: types.Image) -> Result:
         async with gate:
-            result = await _remove_if_unused(runtime, listings, image)
+            result = halt.skip(image) or await _remove_if_unused(runtime, listings, image)
+            if result.outcome is Outcome.UNKNOWN or result.error_kind == _RECHECK_LOST:
+                halt.runtime_gone()
         if on_result:
             on_result(result)
         return result
 
     results = await asyncio.gather(*(one(image) for image in images))
     return Report(dry_run=False, results=tuple(results))
+
+
+_RECHECK_LOST = "RecheckLost"  # the re-check listing got no answer: nothing was sent
+
+
+class _Halt:
+    """Whether to send more removals: not once the runtime stopped answering, nor
+    once the caller asked us to stop."""
+
+    def __init__(self, stop: asyncio.Event | None) -> None:
+        self._stop = stop
+        self._gone = False
+
+    def runtime_gone(self) -> None:
+        self._gone = True
+
+    def skip(self, image: types.Image) -> Result | None:
+        if self._gone:
+            return Result(
+                image,
+                Outcome.NOT_ATTEMPTED,
+                "not sent: the runtime had stopped answering",
+                error_kind="RuntimeGone",
+            )
+        if self._stop is not None and self._stop.is_set():
+            return Result(
+                image, Outcome.NOT_ATTEMPTED, "not sent: the run was stopped", error_kind="Stopped"
+            )
+        return None
+
+
+async def confirm_unknown(runtime: StatusReader, report: Report) -> Report:
+    """Ask the runtime, if it answers again, whether each image whose removal got no
+    answer is gone. The first unanswered question ends the asking: the rest stay
+    Unknown, never "not removed"."""
+    confirmed = list(report.results)
+    for i, result in enumerate(confirmed):
+        if result.outcome is not Outcome.UNKNOWN:
+            continue
+        try:
+            still_there = await runtime.image_status(result.image.id) is not None
+        except CriError:
+            break
+        confirmed[i] = (
+            dataclasses.replace(
+                result,
+                outcome=Outcome.FAILED,
+                detail="not removed (confirmed after the runtime stopped answering): "
+                + result.detail,
+            )
+            if still_there
+            else dataclasses.replace(
+                result,
+                outcome=Outcome.REMOVED,
+                detail="removed (confirmed after the runtime stopped answering)",
+                error_kind="",
+            )
+        )
+    return dataclasses.replace(report, results=tuple(confirmed))
 
 
 class FreshListings:
@@ -143,19 +226,36 @@ async def _remove_if_unused(
     checked_at = time.monotonic()
     try:
         in_use = await listings.fresh()
+    except RuntimeUnavailable as err:
+        return Result(
+            image,
+            Outcome.NOT_ATTEMPTED,
+            f"not sent: could not re-check users: {err}",
+            _RECHECK_LOST,
+            checked_at,
+        )
     except CriError as err:
-        return Result(image, Outcome.FAILED, f"could not re-check users: {err}", checked_at)
+        return Result(
+            image, Outcome.FAILED, f"could not re-check users: {err}", _kind(err), checked_at
+        )
     now_using = users.of_image(image, in_use)
     if now_using:
         return Result(
             image,
             Outcome.NOW_IN_USE,
             "kept: " + users.describe(now_using),
-            checked_at,
+            checked_at=checked_at,
         )
     removed_at = time.monotonic()
     try:
         await runtime.remove_image(image.id)
+    except RuntimeUnavailable as err:
+        # Sent, unanswered: the runtime may have removed it before it went away.
+        return Result(image, Outcome.UNKNOWN, str(err), _kind(err), checked_at, removed_at)
     except CriError as err:
-        return Result(image, Outcome.FAILED, str(err), checked_at, removed_at)
-    return Result(image, Outcome.REMOVED, "", checked_at, removed_at)
+        return Result(image, Outcome.FAILED, str(err), _kind(err), checked_at, removed_at)
+    return Result(image, Outcome.REMOVED, "", "", checked_at, removed_at)
+
+
+def _kind(err: CriError) -> str:
+    return err.code if isinstance(err, CriCallFailed) else type(err).__name__

@@ -52,6 +52,9 @@ class Verdict:
 class Plan:
     verdicts: tuple[Verdict, ...]  # one per image, in listing order
     removable: tuple[Image, ...]  # in removal order: least recently used first
+    # Exclude patterns (as written) that match no image on the node, whatever its
+    # verdict: often a typo, and then the protection the user meant is missing.
+    unmatched_excludes: tuple[str, ...] = ()
 
     @property
     def removable_count(self) -> int:
@@ -85,8 +88,12 @@ def plan(
     )
     verdicts: dict[str, Verdict] = {}
     candidates = []
+    unmatched = {str(p): p for p in selection.exclude}
     for image in images:
-        verdict = _first_rule_that_applies(image, references.image_names(image), facts)
+        names = references.image_names(image)
+        if unmatched:
+            unmatched = {text: p for text, p in unmatched.items() if not p.matches_names(names)}
+        verdict = _first_rule_that_applies(image, names, facts)
         if verdict is None:
             candidates.append(image)
         else:
@@ -100,6 +107,7 @@ def plan(
     return Plan(
         verdicts=tuple(verdicts[image.id] for image in images),
         removable=tuple(chosen),
+        unmatched_excludes=tuple(unmatched),
     )
 
 
@@ -175,10 +183,14 @@ def _in_use(image: Image, names: Sequence[str], facts: _Facts) -> Verdict | None
 
 def _sandbox_image(image: Image, names: Sequence[str], facts: _Facts) -> Verdict | None:
     configured = facts.sandbox.referrers(names)
-    if not configured:
-        return None
-    detail = f"the runtime's pod sandbox image ({configured[0]})"
-    return Verdict(image, Reason.SANDBOX_IMAGE, detail)
+    if configured:
+        detail = f"the runtime's pod sandbox image ({configured[0]})"
+        return Verdict(image, Reason.SANDBOX_IMAGE, detail)
+    for pattern in facts.selection.sandbox_images:
+        if pattern.matches_names(names):
+            detail = f"a pod sandbox image: matches sandboxImages pattern {pattern}"
+            return Verdict(image, Reason.SANDBOX_IMAGE, detail)
+    return None
 
 
 def _pinned(image: Image, _names: Sequence[str], _facts: _Facts) -> Verdict | None:

@@ -5,12 +5,13 @@ parses flags or prints: warnings go to the log."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime
 import logging
 from collections.abc import Callable
 
-from imageprune.node import disk, executor, inventory, planner, usage
+from imageprune.node import disk, executor, inventory, planner, statelock, usage
 from imageprune.policy.selection import Selection
 from imageprune_cri import CriClient
 
@@ -32,6 +33,7 @@ class PruneRun:
     # The image filesystem measured again after the removals; None for a dry run or
     # when it could not be measured. Other writers share it, so the delta is a hint.
     disk_after: disk.DiskUsage | None
+    finished_at: datetime.datetime
 
 
 async def observe(
@@ -87,11 +89,47 @@ async def prune(
     now: datetime.datetime,
     dry_run: bool,
     concurrency: int,
+    lock: statelock.StateLock,
     on_plan: Callable[[planner.Plan], None] | None = None,
     on_result: executor.Progress | None = None,
+    stop: asyncio.Event | None = None,
 ) -> PruneRun:
     """Observe, then remove what the plan allows (re-checking each image's users
-    right before its removal). `on_plan` hears the plan before any removal."""
+    right before its removal). `on_plan` hears the plan before any removal.
+
+    A real run holds `lock` from before it observes until its last removal, so two
+    prunes on one node never plan from the same listing (statelock.LockError when it
+    cannot be had). Setting `stop` sends no further removal; the report then lists
+    the rest as NotAttempted."""
+    held: contextlib.AbstractAsyncContextManager[object] = (
+        contextlib.nullcontext() if dry_run else lock
+    )
+    async with held:
+        return await _execute(
+            cri,
+            selection=selection,
+            store=store,
+            now=now,
+            dry_run=dry_run,
+            concurrency=concurrency,
+            on_plan=on_plan,
+            on_result=on_result,
+            stop=stop,
+        )
+
+
+async def _execute(
+    cri: CriClient,
+    *,
+    selection: Selection,
+    store: usage.UsageStore,
+    now: datetime.datetime,
+    dry_run: bool,
+    concurrency: int,
+    on_plan: Callable[[planner.Plan], None] | None,
+    on_result: executor.Progress | None,
+    stop: asyncio.Event | None,
+) -> PruneRun:
     observed = await observe(cri, selection=selection, store=store, now=now)
     if on_plan:
         on_plan(observed.plan)
@@ -101,8 +139,16 @@ async def prune(
         dry_run=dry_run,
         concurrency=concurrency,
         on_result=on_result,
+        stop=stop,
     )
-    return PruneRun(observed, report, None if dry_run else _measure_again(observed.snapshot.disk))
+    if report.with_outcome(executor.Outcome.UNKNOWN):
+        report = await executor.confirm_unknown(cri, report)
+    return PruneRun(
+        observed,
+        report,
+        None if dry_run else _measure_again(observed.snapshot.disk),
+        datetime.datetime.now(datetime.UTC),
+    )
 
 
 def _measure_again(before: disk.DiskUsage | None) -> disk.DiskUsage | None:

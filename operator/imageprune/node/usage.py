@@ -17,6 +17,7 @@ import pathlib
 import tempfile
 from collections.abc import Mapping, Sequence
 
+from imageprune import files
 from imageprune.node import users
 from imageprune.policy import references
 from imageprune_cri.types import Container, Image
@@ -24,6 +25,12 @@ from imageprune_cri.types import Container, Image
 log = logging.getLogger("imageprune.usage")
 
 FORMAT_VERSION = 1
+# About 150 bytes a record: hundreds of thousands of images; a file larger than
+# this is not ours.
+MAX_FILE_BYTES = 64 << 20
+# Go's zero time (0001-01-01) means "unset", and no container runtime predates
+# this; an earlier record would only make an image look long unused.
+_EARLIEST = datetime.datetime(2010, 1, 1, tzinfo=datetime.UTC)
 _DIRECTORY_MODE = 0o755
 _FILE_MODE = 0o644
 
@@ -41,21 +48,38 @@ class UsageStore:
     path: pathlib.Path
 
     def load(self) -> dict[str, UsageRecord]:
-        """The saved records; empty when the file is missing, unreadable, corrupt or
-        of another version (logged). Never raises: planning must go on, and empty
-        records are the conservative answer."""
+        """The saved records. Never raises: planning must go on, and a missing
+        record is the conservative answer (the image counts as first seen now). So
+        a missing file gives none; an unreadable, oversized, corrupt or other-version
+        file gives none with one warning; corrupt entries are dropped, with one
+        warning for all of them."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            content = files.read_regular_file(self.path, limit=MAX_FILE_BYTES)
         except FileNotFoundError:
             return {}
-        except (OSError, UnicodeDecodeError) as error:
+        except (OSError, files.FileRejected) as error:
             log.warning("cannot read usage records %s, starting afresh: %s", self.path, error)
             return {}
         try:
-            return _decode(json.loads(text))
-        except (ValueError, TypeError, KeyError, RecursionError) as error:
+            images = _images(json.loads(content.decode("utf-8")))
+        except (ValueError, RecursionError) as error:  # UnicodeDecodeError is a ValueError
             log.warning("ignoring corrupt usage records %s: %s", self.path, error)
             return {}
+        records, problems = {}, []
+        for image_id, entry in images.items():
+            try:
+                records[image_id] = _record(entry)
+            except ValueError as error:
+                problems.append(f"{image_id[:80]}: {error}")
+        if problems:
+            log.warning(
+                "ignoring %d corrupt entries in usage records %s (those images count as "
+                "first seen now), e.g. %s",
+                len(problems),
+                self.path,
+                problems[0],
+            )
+        return records
 
     def save(self, records: Mapping[str, UsageRecord]) -> None:
         """Write all records: to a temporary file next to the target, fsynced, then
@@ -96,11 +120,19 @@ def observe(
     for image in images:
         previous = records.get(image.id)
         used = bool(in_use.referrers(references.image_names(image)))
+        # A time after now (the clock was set back) counts as now: it must never
+        # make an image look unused for longer, nor stay in the future for good.
         updated[image.id] = UsageRecord(
-            first_seen=previous.first_seen if previous else now,
-            last_used=now if used else (previous.last_used if previous else None),
+            first_seen=min(previous.first_seen, now) if previous else now,
+            last_used=now if used else _not_after(previous.last_used if previous else None, now),
         )
     return updated
+
+
+def _not_after(
+    moment: datetime.datetime | None, now: datetime.datetime
+) -> datetime.datetime | None:
+    return None if moment is None else min(moment, now)
 
 
 def _make_directories(directory: pathlib.Path) -> None:
@@ -123,13 +155,20 @@ def _timestamp(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).isoformat()
 
 
-def _moment(text: object) -> datetime.datetime:
+def _moment(text: object, field: str) -> datetime.datetime:
     if not isinstance(text, str):
-        raise TypeError(f"timestamp must be a string, not {type(text).__name__}")
-    moment = datetime.datetime.fromisoformat(text)
-    if moment.tzinfo is None:
-        raise ValueError(f"timestamp {text!r} has no timezone")
-    return moment.astimezone(datetime.UTC)
+        raise ValueError(f"{field} must be a string, not {type(text).__name__}")
+    try:
+        moment = datetime.datetime.fromisoformat(text)
+        if moment.tzinfo is None:
+            raise ValueError("no timezone")
+        # Far-off offsets near year 1 or 9999 overflow here.
+        moment = moment.astimezone(datetime.UTC)
+    except (ValueError, OverflowError) as error:
+        raise ValueError(f"{field} {text[:40]!r} is not a timestamp ({error})") from None
+    if moment < _EARLIEST:
+        raise ValueError(f"{field} {text!r} is before {_EARLIEST.year}")
+    return moment
 
 
 def _encode(records: Mapping[str, UsageRecord]) -> dict[str, object]:
@@ -145,19 +184,26 @@ def _encode(records: Mapping[str, UsageRecord]) -> dict[str, object]:
     }
 
 
-def _decode(document: object) -> dict[str, UsageRecord]:
+def _images(document: object) -> dict[str, object]:
+    """The per-image entries of a records file, each still to be checked."""
     if not isinstance(document, dict):
-        raise TypeError("not a JSON object")
+        raise ValueError("not a JSON object")
     if document.get("version") != FORMAT_VERSION:
         raise ValueError(f"version {document.get('version')!r}, expected {FORMAT_VERSION}")
-    images = document["images"]
+    images = document.get("images")
     if not isinstance(images, dict):
-        raise TypeError("images must be an object")
-    records = {}
-    for image_id, entry in images.items():
-        last_used = entry["lastUsed"]
-        records[image_id] = UsageRecord(
-            first_seen=_moment(entry["firstSeen"]),
-            last_used=None if last_used is None else _moment(last_used),
-        )
-    return records
+        raise ValueError("images must be an object")
+    return images
+
+
+def _record(entry: object) -> UsageRecord:
+    if not isinstance(entry, dict):
+        raise ValueError("not an object")
+    first_seen = _moment(entry.get("firstSeen"), "firstSeen")
+    last_used_text = entry.get("lastUsed")
+    last_used = None if last_used_text is None else _moment(last_used_text, "lastUsed")
+    if last_used is not None and last_used < first_seen:
+        # observe() never writes this; taken as is, the image would look unused
+        # for longer than it has been here.
+        raise ValueError("lastUsed is before firstSeen")
+    return UsageRecord(first_seen=first_seen, last_used=last_used)

@@ -40,6 +40,9 @@ _DISPLAY_UNITS: tuple[tuple[str, int], ...] = (
     ("us", 1),
 )
 _MICROSECOND = datetime.timedelta(microseconds=1)
+# Far more than any real duration needs; longer text is refused before int() sees
+# its digits (CPython limits those, with an error text of its own).
+MAX_LENGTH = 64
 
 
 def parse_duration(text: str) -> datetime.timedelta:
@@ -47,6 +50,8 @@ def parse_duration(text: str) -> datetime.timedelta:
     is accepted. Precision is one microsecond (finer parts are dropped)."""
     if not text:
         raise ValueError(f"duration must not be empty; expected {_ACCEPTED}")
+    if len(text) > MAX_LENGTH:
+        raise ValueError(f"invalid duration {text[:20]!r}...: longer than {MAX_LENGTH} characters")
     if text.startswith("-"):
         raise ValueError(f"invalid duration {text!r}: must not be negative")
     if text == "0":

@@ -31,6 +31,9 @@ _ACCEPTED = (
     "(suffixes: k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei)"
 )
 _DISPLAY_UNITS = ("KiB", "MiB", "GiB", "TiB", "PiB", "EiB")
+# Far more than any real size needs; longer text is refused before int() sees its
+# digits (CPython limits those, with an error text of its own).
+MAX_LENGTH = 64
 
 
 def parse_bytes(text: str) -> int:
@@ -38,6 +41,10 @@ def parse_bytes(text: str) -> int:
     rounds them. Raises ValueError saying what is accepted."""
     if not text:
         raise ValueError(f"byte quantity must not be empty; expected {_ACCEPTED}")
+    if len(text) > MAX_LENGTH:
+        raise ValueError(
+            f"invalid byte quantity {text[:20]!r}...: longer than {MAX_LENGTH} characters"
+        )
     if text.startswith("-"):
         raise ValueError(f"invalid byte quantity {text!r}: must not be negative")
     match = _QUANTITY.fullmatch(text)

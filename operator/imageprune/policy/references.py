@@ -2,7 +2,7 @@
 
 "nginx" means docker.io/library/nginx:latest; "myorg/app:1" means
 docker.io/myorg/app:1. A first path component is a registry domain when it holds
-"." or ":" or is "localhost". Runtimes report names in either form (containerd:
+".", ":" or upper case, or is "localhost". Runtimes report names in either form (containerd:
 normalised; cri-dockerd: familiar), so everything is compared normalised.
 """
 
@@ -14,6 +14,8 @@ import functools
 import re
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar
+
+from imageprune.policy import reference_syntax
 
 DEFAULT_DOMAIN = "docker.io"
 DEFAULT_TAG = "latest"
@@ -95,7 +97,13 @@ def repositories_of(image: NamedImage) -> frozenset[str]:
 
 
 def _is_domain(component: str) -> bool:
-    return "." in component or ":" in component or component == "localhost"
+    # As Docker reads it: paths are lower case, so upper case means a host too.
+    return (
+        "." in component
+        or ":" in component
+        or component == "localhost"
+        or component != component.lower()
+    )
 
 
 def _has_glob(text: str) -> bool:
@@ -193,8 +201,10 @@ class Pattern:
                     "digits and the wildcards * and ? may follow"
                 )
             glob, domainless = self.source.lower(), False
+            _check_can_match(glob, reference_syntax.IDS)
         else:
             glob, domainless = _normalize_pattern(self.source)
+            _check_can_match(self.source, reference_syntax.REFERENCES)
         object.__setattr__(self, "glob", glob)
         object.__setattr__(self, "_regex", re.compile(fnmatch.translate(glob)))
         object.__setattr__(self, "_domainless", domainless)
@@ -230,6 +240,34 @@ def _check_pattern_text(text: str) -> None:
             f"invalid image pattern {text!r}: only image reference characters and the "
             "wildcards * and ? are allowed"
         )
+
+
+def _check_can_match(text: str, language: reference_syntax.Language) -> None:
+    """Refuse a pattern no image name can match: as an exclude it would protect
+    nothing, silently."""
+    position = language.first_impossible(text)
+    if position is None:
+        return
+    ids = language is reference_syntax.IDS
+    if position < len(text):
+        character = text[position]
+        if character.isupper() and not ids:
+            reason = f"upper case in {text[: position + 1]!r}: repository paths are lower case"
+        elif position == 0:
+            reason = f"no name starts with {character!r}"
+        else:
+            reason = f"{character!r} cannot follow {_tail(text[:position])!r}"
+    elif text[-1] in ":@/":
+        reason = f"nothing follows {text[-1]!r}"
+    elif ids or "@" in text:
+        reason = "a sha256 digest has 64 hex digits; end with * to match a prefix"
+    else:
+        reason = f"a name cannot end after {text!r}"
+    raise ValueError(f"invalid image pattern {text!r}: no image name can match it ({reason})")
+
+
+def _tail(text: str) -> str:
+    return text if len(text) <= 40 else "..." + text[-37:]
 
 
 def _normalize_pattern(text: str) -> tuple[str, bool]:

@@ -6,13 +6,44 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import difflib
 import enum
 from collections.abc import Mapping, Sequence
 
-from imageprune.policy import durations, quantities, references
+from imageprune.policy import durations, manifest_yaml, quantities, references
 
 API_VERSION = "imageprune.io/v1alpha1"
 KIND = "ImagePrunePolicy"
+
+
+# kubelet's ImageMinimumGCAge: an image pulled for a pod whose container has not
+# started yet is unused, and a policy must not remove it in that gap.
+DEFAULT_UNUSED_FOR = datetime.timedelta(minutes=2)
+
+# Pod sandbox (pause) images under the names Kubernetes and the big distributions
+# use, every tag and digest. The runtime names its own sandbox image too (and the
+# planner protects that one whatever this list says), but not always: containerd
+# 2.x does not report it, and a node may hold the pause image of an older setup.
+DEFAULT_SANDBOX_IMAGES: tuple[str, ...] = tuple(
+    f"{repository}{suffix}"
+    for repository in (
+        "registry.k8s.io/pause",
+        "k8s.gcr.io/pause",
+        "k8s.gcr.io/pause-amd64",
+        "gcr.io/google_containers/pause",
+        "gcr.io/google_containers/pause-amd64",
+        "gke.gcr.io/pause",
+        "mcr.microsoft.com/oss/kubernetes/pause",
+        "public.ecr.aws/eks-distro/kubernetes/pause",
+        "*.dkr.ecr.*.amazonaws.com/eks/pause",
+        "docker.io/rancher/mirrored-pause",
+        "docker.io/rancher/pause",
+        "registry.aliyuncs.com/google_containers/pause",
+        "registry.cn-hangzhou.aliyuncs.com/google_containers/pause",
+    )
+    for suffix in (":*", "@*")
+)
+_DEFAULT_SANDBOX_PATTERNS = tuple(map(references.Pattern, DEFAULT_SANDBOX_IMAGES))
 
 
 class Scope(enum.StrEnum):
@@ -56,6 +87,10 @@ class Selection:
     disk: DiskTarget | None = None
     max_images: int | None = None  # per run
     max_bytes: int | None = None  # per run
+    # Protected as pod sandbox images, besides the one the runtime names.
+    sandbox_images: tuple[references.Pattern, ...] = dataclasses.field(
+        default_factory=lambda: _DEFAULT_SANDBOX_PATTERNS
+    )
 
     def __post_init__(self) -> None:
         for name in ("unused_for", "older_than"):
@@ -77,46 +112,72 @@ class Selection:
 
 _DISK_FIELDS = frozenset({"highPercent", "lowPercent"})
 _LIMIT_FIELDS = frozenset({"maxImagesPerRun", "maxBytesPerRun"})
+# The spec fields this parser reads...
+SELECTION_FIELDS = frozenset(
+    {
+        "scope",
+        "include",
+        "exclude",
+        "unusedFor",
+        "olderThan",
+        "keepLatestPerRepository",
+        "diskUsage",
+        "limits",
+        "sandboxImages",
+    }
+)
+# ...and those the cluster's operator reads: known here, so that a typo in any
+# field is an error, and ignored, because they say when and where to run, not what.
+CLUSTER_FIELDS = frozenset({"mode", "suspend", "nodeSelector", "schedule", "timeZone", "rollout"})
+# Per pattern list: a policy names dozens; each pattern costs time on every image.
+MAX_PATTERNS = 256
+# Counts and byte sizes stop here: larger is a mistake, and Kubernetes' own limit.
+_MAX_INTEGER = 2**63 - 1
 
 
-def selection_from_spec(spec: Mapping[str, object]) -> Selection:
-    """Parse an ImagePrunePolicy `spec`. Fields the operator owns (mode,
-    nodeSelector, schedule, ...) are ignored here. Raises PolicyError naming the
-    field, e.g. "spec.diskUsage.lowPercent: must be less than highPercent (85)".
-    A null field counts as absent, as Kubernetes treats it."""
+def selection_from_spec(
+    spec: Mapping[str, object],
+    *,
+    unused_for_default: datetime.timedelta | None = DEFAULT_UNUSED_FOR,
+) -> Selection:
+    """Parse an ImagePrunePolicy `spec`. Raises PolicyError naming the field, e.g.
+    "spec.diskUsage.lowPercent: must be less than highPercent (85)"; an unknown
+    field is an error too. A null field counts as absent, as Kubernetes treats it.
+    Without `unusedFor`, images must have been unused for `unused_for_default`
+    (None: no age limit, which the CLI's flags mean, like crictl)."""
+    _known_fields(spec, "spec", SELECTION_FIELDS | CLUSTER_FIELDS)
     max_images, max_bytes = _limits(spec.get("limits"), "spec.limits")
+    unused_for = _duration(spec.get("unusedFor"), "spec.unusedFor")
+    sandbox = spec.get("sandboxImages")
     return Selection(
         scope=_scope(spec.get("scope"), "spec.scope"),
         include=_patterns(spec.get("include"), "spec.include"),
         exclude=_patterns(spec.get("exclude"), "spec.exclude"),
-        unused_for=_duration(spec.get("unusedFor"), "spec.unusedFor"),
+        unused_for=unused_for_default if unused_for is None else unused_for,
         older_than=_duration(spec.get("olderThan"), "spec.olderThan"),
         keep_latest_per_repository=_keep_latest(spec.get("keepLatestPerRepository")),
         disk=_disk(spec.get("diskUsage"), "spec.diskUsage"),
         max_images=max_images,
         max_bytes=max_bytes,
+        sandbox_images=(
+            _DEFAULT_SANDBOX_PATTERNS
+            if sandbox is None
+            else _patterns(sandbox, "spec.sandboxImages")
+        ),
     )
 
 
 def load_policy_manifest(text: str) -> Selection:
     """The selection of the one ImagePrunePolicy in a YAML manifest (which may hold
     other documents too, as `kubectl apply -f` files do)."""
-    # PyYAML is imported here only: the rest of the policy package is stdlib-only.
-    import yaml  # noqa: PLC0415
-
     try:
-        documents = list(yaml.safe_load_all(text))
-    except yaml.MarkedYAMLError as error:
-        where = "manifest"
-        if error.problem_mark is not None:
-            mark = error.problem_mark
-            where = f"line {mark.line + 1}, column {mark.column + 1}"
-        raise PolicyError(where, f"invalid YAML: {error.problem or error}") from None
-    except yaml.YAMLError as error:
-        raise PolicyError("manifest", f"invalid YAML: {error}") from None
+        documents = manifest_yaml.load_documents(text)
+    except manifest_yaml.YAMLProblem as problem:
+        raise PolicyError(problem.where, problem.problem) from None
     policy = _the_policy(documents)
     if policy.get("apiVersion") != API_VERSION:
-        raise PolicyError("apiVersion", f"must be {API_VERSION} (got {policy.get('apiVersion')!r})")
+        got = _shown(policy.get("apiVersion"))
+        raise PolicyError("apiVersion", f"must be {API_VERSION} (got {got})")
     spec = policy.get("spec")
     if spec is None:
         raise PolicyError("spec", "required")
@@ -131,7 +192,7 @@ def _the_policy(documents: Sequence[object]) -> Mapping[str, object]:
             continue
         if not isinstance(document, Mapping):
             raise PolicyError(f"document {number}", "must be a Kubernetes object (a mapping)")
-        kinds.append(str(document.get("kind")))
+        kinds.append(_shown(document.get("kind"), quoted=False))
         if document.get("kind") == KIND:
             policies.append(document)
     if not policies:
@@ -149,15 +210,51 @@ def _mapping(value: object, path: str) -> Mapping[str, object]:
 
 
 def _known_fields(value: object, path: str, known: frozenset[str]) -> Mapping[str, object]:
-    # Nested objects are ours alone, so a misspelt field is an error, not ignored:
-    # a silently dropped limit would remove more than intended.
+    # A misspelt field is an error, never ignored: a dropped unusedFor or limit
+    # would remove more than intended.
     mapping = _mapping(value, path)
-    unknown = sorted(str(key) for key in mapping if key not in known)
-    if unknown:
-        raise PolicyError(
-            f"{path}.{unknown[0]}", f"unknown field; expected one of {', '.join(sorted(known))}"
-        )
-    return mapping
+    unknown = sorted((str(key) for key in mapping if key not in known), key=str)
+    if not unknown:
+        return mapping
+    key = next(key for key in mapping if str(key) == unknown[0])
+    where = f"{path}.{_shown(key, quoted=False)}"
+    if not isinstance(key, str):
+        raise PolicyError(where, f"unknown field: a field name is a string, not {_type_name(key)}")
+    nested = _NESTED_FIELDS if path == "spec" else {}
+    raise PolicyError(where, f"unknown field; {_suggestion(key, known, nested)}")
+
+
+# Fields a user may put one level too high, e.g. spec.maxImagesPerRun.
+_NESTED_FIELDS = {
+    **{field: f"diskUsage.{field}" for field in _DISK_FIELDS},
+    **{field: f"limits.{field}" for field in _LIMIT_FIELDS},
+}
+
+
+def _suggestion(key: str, known: frozenset[str], nested: Mapping[str, str]) -> str:
+    # Case-blind, so "unusedfor" finds unusedFor.
+    candidates = {name.lower(): name for name in known}
+    candidates.update((name.lower(), path) for name, path in nested.items())
+    close = difflib.get_close_matches(key.lower(), candidates, n=1)
+    if close:
+        return f"did you mean {candidates[close[0]]}?"
+    return f"expected one of {', '.join(sorted(known))}"
+
+
+def _shown(value: object, *, quoted: bool = True) -> str:
+    """A value as an error message shows it: short, and only scalars in full (the
+    text may hold anything, up to a megabyte)."""
+    if isinstance(value, str):
+        text = repr(value) if quoted else value
+    elif isinstance(value, int) and value.bit_length() > 128:
+        return "a huge integer"  # str() of thousands of digits raises
+    elif value is None:
+        text = "null"
+    elif isinstance(value, bool | int | float):
+        text = str(value)
+    else:
+        return _type_name(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _type_name(value: object) -> str:
@@ -182,7 +279,9 @@ def _integer(value: object, path: str, *, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise PolicyError(path, f"must be an integer (got {_type_name(value)})")
     if value < minimum:
-        raise PolicyError(path, f"must be at least {minimum} (got {value})")
+        raise PolicyError(path, f"must be at least {minimum} (got {_shown(value)})")
+    if value > _MAX_INTEGER:
+        raise PolicyError(path, f"must be at most {_MAX_INTEGER} (got {_shown(value)})")
     return value
 
 
@@ -190,11 +289,11 @@ def _scope(value: object, path: str) -> Scope:
     if value is None:
         return Scope.UNUSED
     text = _string(value, path)
-    try:
-        return Scope(text)
-    except ValueError:
-        choices = ", ".join(scope.value for scope in Scope)
-        raise PolicyError(path, f"must be one of {choices} (got {text!r})") from None
+    for scope in Scope:
+        if scope.value.lower() == text.lower():
+            return scope
+    choices = ", ".join(scope.value for scope in Scope)
+    raise PolicyError(path, f"must be one of {choices} (got {_shown(text)})")
 
 
 def _patterns(value: object, path: str) -> tuple[references.Pattern, ...]:
@@ -202,6 +301,8 @@ def _patterns(value: object, path: str) -> tuple[references.Pattern, ...]:
         return ()
     if not isinstance(value, list | tuple):
         raise PolicyError(path, f"must be a list of image patterns (got {_type_name(value)})")
+    if len(value) > MAX_PATTERNS:
+        raise PolicyError(path, f"{len(value):,} patterns; at most {MAX_PATTERNS} allowed")
     patterns = []
     for index, item in enumerate(value):
         item_path = f"{path}[{index}]"
@@ -235,7 +336,7 @@ def _percent(value: object, path: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PolicyError(path, f"must be a number (got {_type_name(value)})")
     if not 0 < value <= 100:
-        raise PolicyError(path, f"must be more than 0 and at most 100 (got {value:g})")
+        raise PolicyError(path, f"must be more than 0 and at most 100 (got {_shown(value)})")
     return float(value)
 
 

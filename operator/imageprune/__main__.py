@@ -1,0 +1,7 @@
+"""`python -m imageprune` is the `imageprune` console script."""
+
+import sys
+
+from imageprune import entry
+
+sys.exit(entry.main())
