@@ -21,7 +21,7 @@ from imageprune.kube import config as kube_config
 from imageprune.kube.client import Client
 from imageprune.kube.errors import ConfigError
 from imageprune.policy import durations
-from imageprune_cri import CriClient, EndpointNotFound, endpoint
+from imageprune_cri import CriClient, EndpointInvalid, EndpointNotFound, endpoint
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         kube = Client(kube_config.load(args.kubeconfig), timeout=args.timeout)
         runtime = endpoint.resolve(args.runtime_endpoint)
-    except (ConfigError, EndpointNotFound) as err:
+    except (ConfigError, EndpointInvalid, EndpointNotFound) as err:
         log.error("%s", err)
         return EXIT_USAGE
     settings = runner.Settings(
@@ -158,13 +158,13 @@ async def _serve(
     settings: runner.Settings,
     *,
     kube: Client,
-    runtime: str,
+    runtime: endpoint.Endpoint,
     cri_timeout: float,
     metrics_port: int,
     health_port: int,
 ) -> int:
     metrics = Metrics()
-    async with CriClient(runtime, timeout=cri_timeout) as cri:
+    async with CriClient(runtime.target, timeout=cri_timeout, origin=runtime.origin) as cri:
         agent = runner.Agent(settings, kube=kube, cri=cri, metrics=metrics)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -186,7 +186,7 @@ async def _serve(
         log.info(
             "agent for node %s: runtime %s, apiserver %s, state %s",
             settings.node_name,
-            runtime,
+            runtime.describe(),
             kube.server,
             settings.state_dir,
         )

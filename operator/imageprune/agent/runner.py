@@ -34,7 +34,8 @@ from imageprune.kube.backoff import Backoff
 from imageprune.kube.client import Client
 from imageprune.kube.errors import ApiError, KubeError
 from imageprune.kube.watch import Listed, Watcher
-from imageprune.node import disk, executor, service, usage
+from imageprune.node import disk, executor, service, statelock, usage
+from imageprune.node import report as node_report
 from imageprune.policy import quantities
 from imageprune.policy.selection import Selection, selection_from_spec
 from imageprune_cri import CriClient, CriError
@@ -287,10 +288,15 @@ class Agent:
                     now=started_at,
                     dry_run=dry_run,
                     concurrency=self.settings.concurrency,
+                    lock=statelock.StateLock(self.settings.state_dir),
                     on_result=results.append,
+                    # Set at SIGTERM: no further removal is sent, those in flight finish.
+                    stop=self._stopping,
                 ),
                 results,
             )
+        except statelock.LockError as err:
+            reason, message = Reason.NODE_BUSY, f"nothing removed: {err}"
         except CriError as err:
             # Observing failed: without a confirmed container listing nothing was removed.
             self._runtime_failed(err)
@@ -303,10 +309,8 @@ class Agent:
             reason, message = Reason.INTERNAL_ERROR, f"internal error: {err!r}"
         else:
             self._runtime_answered()
-            report = outcome.report_document(run, completed=_now())
+            report = node_report.document(run, max_results=outcome.MAX_RESULTS)
             reason, message = outcome.judge(run)
-            if self._stopping.is_set() and reason is not Reason.SUCCEEDED:
-                reason = Reason.INTERRUPTED
             self._count(run)
             self.metrics.errors.labels("removal").inc(len(run.report.failed))
         elapsed = time.monotonic() - clock
@@ -361,7 +365,7 @@ class Agent:
             if not running.done():
                 running.cancel()
                 await asyncio.gather(running, return_exceptions=True)
-                taken = [r for r in results if r.outcome.takes_image]
+                taken = [r for r in results if r.outcome is executor.Outcome.REMOVED]
                 size = quantities.format_bytes(sum(r.image.size for r in taken))
                 raise Interrupted(
                     f"interrupted by shutdown: {len(taken)} images ({size}) removed before it; "
@@ -372,20 +376,19 @@ class Agent:
             stopping.cancel()
 
     def _count(self, run: service.PruneRun) -> None:
-        if run.report.dry_run:
-            return
-        taken = [r for r in run.report.results if r.outcome.takes_image]
+        taken = outcome.removed(run.report)
         self.metrics.images_removed.inc(len(taken))
         self.metrics.bytes_reclaimed.inc(sum(r.image.size for r in taken))
 
     # ---- status writes --------------------------------------------------------------
 
-    async def _write_status(self, name: str, build: status.Builder) -> Written:
+    async def _write_status(
+        self, name: str, build: status.Builder, *, retry: bool = True
+    ) -> Written:
         """Read the task, build its new status from the current one, and merge-patch it
         under the read's resourceVersion (a conflict reads again): never computed from a
         stale cache. Retried with backoff while the apiserver is away, each retry logged;
-        after SIGTERM only for final_write_timeout. False if the task is gone or the
-        write was refused or given up."""
+        after SIGTERM only for final_write_timeout; without `retry`, tried once."""
         path = f"{TASKS_PATH}/{name}"
         backoff = Backoff()
         while True:
@@ -413,6 +416,9 @@ class Agent:
             except KubeError as err:
                 problem = err
             self.metrics.errors.labels("apiserver").inc()
+            if not retry:
+                log.warning("task %s: cannot write status: %s", name, problem)
+                return Written.GAVE_UP
             if self._stopped_at is not None and (
                 time.monotonic() - self._stopped_at > self.settings.final_write_timeout
             ):
@@ -493,19 +499,21 @@ class Agent:
                 generation=int(obj.get("metadata", {}).get("generation") or 0),
                 now=_now(),
             )
-            await self._write_status(name, build)
+            # Best effort: the next usage tick looks again, so it must not wait here
+            # (holding the engine lock) for an apiserver that is away.
+            await self._write_status(name, build, retry=False)
 
     # ---- disk pressure ------------------------------------------------------------
 
     async def _disk(self) -> None:
         while await self._pause(self.settings.disk_check_interval):
+            fs = await self._image_filesystem()
             for name in sorted(self.tasks):
-                fs = await self._image_filesystem()
                 obj = self.tasks.get(name)
-                if fs is None or obj is None or self._stopping.is_set():
+                if fs is None or self._stopping.is_set():
                     break
-                due = self._disk_selection(obj, fs)
-                if due is None:
+                due = self._disk_selection(obj, fs) if obj is not None else None
+                if obj is None or due is None:
                     continue
                 selection, mode = due
                 run_id = "disk-" + _now().strftime("%Y%m%dT%H%M%SZ")
@@ -525,6 +533,7 @@ class Agent:
                         dry_run=mode is not Mode.ENFORCE,
                         generation=int(obj.get("metadata", {}).get("generation") or 0),
                     )
+                fs = await self._image_filesystem()  # the run may have freed space
 
     async def _image_filesystem(self) -> disk.DiskUsage | None:
         try:

@@ -27,6 +27,7 @@ class Reason(enum.StrEnum):
     REMOVALS_FAILED = "RemovalsFailed"
     INVALID_SELECTION = "InvalidSelection"
     INTERRUPTED = "Interrupted"
+    NODE_BUSY = "NodeBusy"  # another prune (e.g. a person's CLI) holds the node's lock
     INTERNAL_ERROR = "InternalError"
 
 

@@ -180,7 +180,7 @@ class Client:
         c = self.credentials
         lines = [
             f"{method} {target} HTTP/1.1",
-            f"Host: {c.host}:{c.port}",
+            f"Host: [{c.host}]:{c.port}" if ":" in c.host else f"Host: {c.host}:{c.port}",
             f"User-Agent: imageprune/{imageprune.__version__}",
             "Accept: application/json",
             "Connection: close",
