@@ -160,15 +160,15 @@ class Client:
                 await writer.drain()
                 status, headers = await _read_head(reader)
             yield status, headers, reader
+        except TimeoutError:  # before OSError, which it subclasses
+            raise Unreachable(
+                f"the apiserver at {self.server} did not answer {method} {path} within "
+                f"{self.timeout:g}s"
+            ) from None
         except (OSError, asyncio.IncompleteReadError, ValueError) as err:
             # ssl.SSLError is an OSError: a certificate problem lands here too.
             raise Unreachable(
                 f"cannot reach the apiserver at {self.server}: {_describe(err)}"
-            ) from None
-        except TimeoutError:
-            raise Unreachable(
-                f"the apiserver at {self.server} did not answer {method} {path} within "
-                f"{self.timeout:g}s"
             ) from None
         finally:
             if writer is not None:
@@ -267,7 +267,9 @@ async def _chunks(
     if "chunked" in headers.get("transfer-encoding", "").lower():
         while True:
             size_line = await timed(reader.readline())
-            size = int(size_line.split(b";")[0].strip() or b"x", 16)
+            if not size_line:
+                raise asyncio.IncompleteReadError(b"", None)
+            size = int(size_line.split(b";")[0].strip(), 16)
             if size == 0:
                 while (await timed(reader.readline())).strip():
                     pass  # trailers
