@@ -36,6 +36,7 @@ MIB = 1024 * 1024
 KOPF_WATCHER = textwrap.dedent(
     """
     import kopf
+    {imports}
 
     @kopf.on.event("imageprune.io", "v1alpha1", "imageprunetasks")
     def seen(**_):
@@ -63,18 +64,20 @@ def sample(pid: int, seconds: float) -> tuple[float, float]:
 
 
 def peer(
-    argv: list[str], *, settle: float, seconds: float, env_kubeconfig: Path | None = None
+    argv: list[str], *, settle: float, seconds: float, env: dict[str, str], log: Path
 ) -> tuple[float, float]:
-    env = None if env_kubeconfig is None else {**os.environ, "KUBECONFIG": str(env_kubeconfig)}
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    try:
-        time.sleep(settle)
-        if process.poll() is not None:
-            raise RuntimeError(f"peer {argv} exited with {process.returncode}")
-        return sample(process.pid, seconds)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **env}
+        )
+        try:
+            time.sleep(settle)
+            if process.poll() is not None:
+                raise RuntimeError(f"exited with {process.returncode}: see {log}")
+            return sample(process.pid, seconds)
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
 
 
 def main() -> None:
@@ -119,38 +122,34 @@ def main() -> None:
             pid = agent.process.popen.pid
             time.sleep(6)  # at least one usage record after the run
             ours = sample(pid, args.seconds)
-        kopf_import = peer(
-            [sys.executable, "-c", "import kopf, time; time.sleep(3600)"],
-            settle=3,
-            seconds=args.seconds,
-        )
-        script = work / "kopf_watcher.py"
-        script.write_text(KOPF_WATCHER)
-        kopf_watch: tuple[float, float] | None
-        try:
-            kopf_watch = peer(
-                [
-                    sys.executable,
-                    "-m",
-                    "kopf",
-                    "run",
-                    "--standalone",
-                    "--all-namespaces",
-                    str(script),
-                ],
-                settle=8,
-                seconds=args.seconds,
-                env_kubeconfig=plane.kubeconfig_path,
-            )
-        except RuntimeError as err:
-            print(f"kopf watcher peer did not run: {err}")
-            kopf_watch = None
+        env = {"KUBECONFIG": str(plane.kubeconfig_path), "PYTHONPATH": agent_kit.import_path()}
+        kopf_run = [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces"]
+        peers: dict[str, list[str]] = {
+            "python -c 'import kopf'": [sys.executable, "-c", "import kopf, time; time.sleep(3600)"]
+        }
+        for label, imports in (
+            ("kopf operator, same watch", ""),
+            # What an agent built on kopf would weigh at least: the same watch, and the
+            # same engine, CRI client and metrics loaded.
+            (
+                "kopf operator + agent's imports",
+                "import imageprune.node.service, imageprune.node.report, prometheus_client",
+            ),
+        ):
+            script = work / f"kopf_{len(peers)}.py"
+            script.write_text(KOPF_WATCHER.format(imports=imports))
+            peers[label] = [*kopf_run, str(script)]
+        measured = {"imageprune agent": ours}
+        for label, argv in peers.items():
+            try:
+                measured[label] = peer(
+                    argv, settle=8, seconds=args.seconds, env=env, log=work / f"{len(measured)}.log"
+                )
+            except RuntimeError as err:
+                print(f"peer {label!r} did not run: {err}")
     print(f"idle RSS, containerd {args.flavour}, {seen} images seen by the agent's dry run")
-    rows = {"imageprune agent": ours, "python -c 'import kopf'": kopf_import}
-    if kopf_watch:
-        rows["kopf operator, same watch"] = kopf_watch
-    for label, (median, peak) in rows.items():
-        print(f"{label:<30} median {median:6.1f} MiB  max {peak:6.1f} MiB")
+    for label, (median, peak) in measured.items():
+        print(f"{label:<34} median {median:6.1f} MiB  max {peak:6.1f} MiB")
     print(f"goal: agent under 64 MiB ({'met' if ours[1] < 64 else 'NOT met'})")
 
 

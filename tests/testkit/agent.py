@@ -36,7 +36,7 @@ def install_crds(plane: kube.ControlPlane) -> None:
             plane.wait_established(name)
 
 
-def _import_path() -> str:
+def import_path() -> str:
     """The PYTHONPATH that makes the child import the code under test, not another
     installed copy."""
     roots = {
@@ -69,7 +69,7 @@ class AgentProcess:
         self.metrics_port, self.health_port = kube.free_ports(2)
         self.argv = [
             "env",
-            f"PYTHONPATH={_import_path()}",
+            f"PYTHONPATH={import_path()}",
             sys.executable,
             "-m",
             "imageprune.agent.main",
