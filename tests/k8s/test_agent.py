@@ -14,6 +14,7 @@ from imageprune.api.policy import Mode
 from testkit import oci
 from testkit.agent import (
     AgentProcess,
+    bind_agent_role,
     condition,
     create_task,
     freeze,
@@ -21,6 +22,7 @@ from testkit.agent import (
     install_crds,
     request_run,
     restart_apiserver,
+    service_account_kubeconfig,
     wait_for_run,
 )
 from testkit.containerd import SANDBOX_IMAGE, ContainerdNode, Factory
@@ -303,3 +305,24 @@ def test_the_agent_resumes_after_an_apiserver_restart(
     # Reconnects resume the watch; only a 410 (the new apiserver's cache may not reach
     # back far enough) lists again: at most once more than at start.
     assert sum("listed /apis" in line for line in log.splitlines()) <= 2
+
+
+def test_a_service_account_token_with_the_agents_role_is_enough(
+    plane: ControlPlane, containerd_factory: Factory, start_agent: StartAgent
+) -> None:
+    containerd = containerd_factory("1.6")
+    (image,) = _unused(containerd, "a")
+    node = _unique("node")
+    account = _unique("agent")
+    kubeconfig = service_account_kubeconfig(plane, account, bind=False)
+    agent = start_agent(containerd, node, kubeconfig=kubeconfig)
+    name = create_task(plane, policy=_unique("rbac"), node=node, run_id="r1", selection=NOW)
+
+    # Without its role the agent says why, and keeps trying.
+    agent.wait_until("a 403 in the log", lambda: "HTTP 403 Forbidden" in agent.log_text())
+    assert image.id in containerd.image_ids()
+    bind_agent_role(plane, account)
+
+    task = wait_for_run(plane, agent, name, "r1")
+    assert condition(task, "Ready") == ("True", "Succeeded")
+    assert image.id not in containerd.image_ids()

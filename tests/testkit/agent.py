@@ -59,6 +59,7 @@ class AgentProcess:
         usage_interval: str = "1s",
         disk_check_interval: str = "1s",
         timeout: float = 5.0,
+        kubeconfig: Path | None = None,
         extra: Sequence[str] = (),
     ) -> None:
         self.plane = plane
@@ -76,7 +77,7 @@ class AgentProcess:
             f"--node-name={node_name}",
             f"--runtime-endpoint={node.endpoint}",
             f"--state-dir={self.state_dir}",
-            f"--kubeconfig={plane.kubeconfig_path}",
+            f"--kubeconfig={kubeconfig or plane.kubeconfig_path}",
             f"--metrics-port={self.metrics_port}",
             f"--health-port={self.health_port}",
             f"--usage-interval={usage_interval}",
@@ -232,6 +233,62 @@ def restart_apiserver(plane: kube.ControlPlane, *, down_for: float = 2.0) -> Non
         if restarted.exited() or time.monotonic() > deadline:
             raise RuntimeError(f"kube-apiserver did not come back:\n{restarted.log_tail()}")
         time.sleep(0.25)
+
+
+AGENT_RULES = [
+    {
+        "apiGroups": ["imageprune.io"],
+        "resources": ["imageprunetasks"],
+        "verbs": ["get", "list", "watch"],
+    },
+    {"apiGroups": ["imageprune.io"], "resources": ["imageprunetasks/status"], "verbs": ["patch"]},
+]
+
+
+def service_account_kubeconfig(plane: kube.ControlPlane, name: str, *, bind: bool) -> Path:
+    """A kubeconfig with the bearer token of a new ServiceAccount `name` (as a pod's
+    would be), granted the agent's ClusterRole when `bind` (see bind_agent_role)."""
+    plane.kubectl("create", "serviceaccount", name, "-n", "default")
+    token = plane.kubectl("create", "token", name, "-n", "default").stdout.strip()
+    path = plane.workdir / f"sa-{name}.kubeconfig"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "c",
+                "cluster": {
+                    "server": plane.server,
+                    "certificate-authority": str(plane.pki / "ca.crt"),
+                },
+            }
+        ],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": "c", "user": name}}],
+        "current-context": name,
+    }
+    path.write_text(json.dumps(config))  # JSON is YAML
+    if bind:
+        bind_agent_role(plane, name)
+    return path
+
+
+def bind_agent_role(plane: kube.ControlPlane, name: str) -> None:
+    """The least the agent needs: read its tasks, write their status."""
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": name},
+        "rules": AGENT_RULES,
+    }
+    plane.kubectl("apply", "-f", "-", stdin=json.dumps(role))
+    plane.kubectl(
+        "create",
+        "clusterrolebinding",
+        name,
+        f"--clusterrole={name}",
+        f"--serviceaccount=default:{name}",
+    )
 
 
 def freeze(node: ContainerdNode) -> Callable[[], None]:
