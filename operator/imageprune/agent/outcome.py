@@ -5,21 +5,20 @@ conditions. (The report document itself is imageprune.node.report's, the one
 from __future__ import annotations
 
 from imageprune.agent.status import Reason
-from imageprune.node import executor, service
+from imageprune.node import executor
 from imageprune.policy import quantities
 
 MAX_RESULTS = 50  # the CRD's bound on status.report.results
 _STOPPED = "Stopped"  # the executor's error kind for removals not sent after a stop
 
 
-def judge(run: service.PruneRun) -> tuple[Reason, str]:
+def judge(report: executor.Report, *, images_seen: int) -> tuple[Reason, str]:
     """Succeeded unless a removal failed, or was not sent because the agent was
     stopping (Interrupted); the message says what happened in one line."""
-    report = run.report
     taken = [r for r in report.results if r.outcome.takes_image]
     size = quantities.format_bytes(sum(r.image.size for r in taken))
     verb = "would remove" if report.dry_run else "removed"
-    message = f"{verb} {len(taken)} of {len(run.observation.plan.verdicts)} images ({size})"
+    message = f"{verb} {len(taken)} of {images_seen} images ({size})"
     stopped = [r for r in report.failed if r.error_kind == _STOPPED]
     failed = [r for r in report.failed if r.error_kind != _STOPPED]
     if failed:

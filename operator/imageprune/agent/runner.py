@@ -310,7 +310,9 @@ class Agent:
         else:
             self._runtime_answered()
             report = node_report.document(run, max_results=outcome.MAX_RESULTS)
-            reason, message = outcome.judge(run)
+            reason, message = outcome.judge(
+                run.report, images_seen=len(run.observation.plan.verdicts)
+            )
             self._count(run)
             self.metrics.errors.labels("removal").inc(len(run.report.failed))
         elapsed = time.monotonic() - clock
