@@ -4,6 +4,7 @@ CRDs) and real containerd nodes: tasks are created directly, as the operator wou
 from __future__ import annotations
 
 import json
+import signal
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -326,3 +327,38 @@ def test_a_service_account_token_with_the_agents_role_is_enough(
     task = wait_for_run(plane, agent, name, "r1")
     assert condition(task, "Ready") == ("True", "Succeeded")
     assert image.id not in containerd.image_ids()
+
+
+def test_sigterm_mid_run_reports_it_interrupted_and_exits_cleanly(
+    plane: ControlPlane, containerd_factory: Factory, start_agent: StartAgent
+) -> None:
+    containerd = containerd_factory("1.6")
+    node = _unique("node")
+    # Long runtime deadlines and idle loops: the run below can only end by the shutdown.
+    agent = start_agent(
+        containerd,
+        node,
+        timeout=120.0,
+        usage_interval="1h",
+        disk_check_interval="1h",
+        extra=["--shutdown-grace=2s"],
+    )
+    name = create_task(plane, policy=_unique("sigterm"), node=node, run_id="r1", selection=NOW)
+    wait_for_run(plane, agent, name, "r1")
+
+    thaw = freeze(containerd)  # the next run hangs observing the node
+    try:
+        request_run(plane, name, "r2")
+        agent.wait_until(
+            "run r2 under way",
+            lambda: condition(get_task(plane, name), "Progressing") == ("True", "Running"),
+        )
+        agent.signal(signal.SIGTERM)
+        assert agent.wait_exit(timeout=60) == 0
+    finally:
+        thaw()
+    task = get_task(plane, name)
+    assert task["status"]["runId"] == "r2"
+    assert task["status"]["completionTime"]
+    assert condition(task, "Ready") == ("False", "Interrupted")
+    assert "interrupted by shutdown: 0 images" in task["status"]["message"]

@@ -115,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="how often the image filesystem is checked against diskUsage.highPercent "
         "(default: 1m)",
     )
+    parser.add_argument(
+        "--shutdown-grace",
+        type=_interval,
+        default=20.0,
+        metavar="DURATION",
+        help="after SIGTERM, how long a run under way may go on before it is abandoned "
+        "and reported Interrupted; keep it under the pod's terminationGracePeriodSeconds "
+        "(default: 20s)",
+    )
     return parser
 
 
@@ -141,6 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         state_dir=args.state_dir,
         usage_interval=args.usage_interval,
         disk_check_interval=args.disk_check_interval,
+        shutdown_grace=args.shutdown_grace,
     )
     return asyncio.run(
         _serve(

@@ -19,7 +19,7 @@ import enum
 import functools
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +96,7 @@ class Agent:
         self._stopping = asyncio.Event()
         self._stopped_at: float | None = None
         self._loops: dict[str, asyncio.Task[None]] = {}
+        self._busy: set[str] = set()  # the loops in a run right now
         self._started = time.monotonic()
 
     # ---- lifecycle ----------------------------------------------------------------
@@ -119,9 +120,11 @@ class Agent:
         stopping = asyncio.create_task(self._stopping.wait())
         await asyncio.wait([*self._loops.values(), stopping], return_when=asyncio.FIRST_COMPLETED)
         self.stop("a loop ended")
-        # Runs finish (or are abandoned) inside work and disk; the others just end.
-        for name in ("watch", "usage"):
-            self._loops[name].cancel()
+        # A loop in a run finishes it (or abandons it, writing Interrupted) by itself;
+        # the others just end.
+        for name, loop in self._loops.items():
+            if name not in self._busy:
+                loop.cancel()
         results = await asyncio.gather(*self._loops.values(), return_exceptions=True)
         for name, result in zip(self._loops, results, strict=True):
             if isinstance(result, BaseException) and not isinstance(result, asyncio.CancelledError):
@@ -190,8 +193,20 @@ class Agent:
                 obj = self.tasks.get(name)
                 run_id = self._wanted(name, obj) if obj else None
                 if obj is not None and run_id is not None:
-                    async with self._engine:
-                        await self._requested_run(name, obj, run_id)
+                    await self._exclusively(
+                        "work", functools.partial(self._requested_run, name, obj, run_id)
+                    )
+
+    async def _exclusively(self, loop: str, run: Callable[[], Awaitable[object]]) -> None:
+        """Run under the engine lock, unless the agent started stopping meanwhile."""
+        async with self._engine:
+            if self._stopping.is_set():
+                return
+            self._busy.add(loop)
+            try:
+                await run()
+            finally:
+                self._busy.discard(loop)
 
     def _wanted(self, name: str, obj: Object) -> str | None:
         """The spec.runId to run now, or None: done by this node already (ledger), or
@@ -526,15 +541,18 @@ class Agent:
                     selection.disk.high_percent if selection.disk else 0,
                     run_id,
                 )
-                async with self._engine:
-                    await self._execute(
+                await self._exclusively(
+                    "disk",
+                    functools.partial(
+                        self._execute,
                         name,
                         run_id=run_id,
                         trigger=Trigger.DISK_PRESSURE.value,
                         selection=selection,
                         dry_run=mode is not Mode.ENFORCE,
                         generation=int(obj.get("metadata", {}).get("generation") or 0),
-                    )
+                    ),
+                )
                 fs = await self._image_filesystem()  # the run may have freed space
 
     async def _image_filesystem(self) -> disk.DiskUsage | None:
