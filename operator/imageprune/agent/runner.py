@@ -5,7 +5,8 @@
 - usage: record which images containers use, every --usage-interval, and keep the
   tasks' Degraded condition in step with whether the runtime answers;
 - disk: every --disk-check-interval, run the tasks whose diskUsage.highPercent the
-  image filesystem has reached.
+  image filesystem has reached (again only once usage grows past where the last such
+  run left it).
 
 Runs, usage records and runtime conditions take one lock: never two prunes at once,
 and no condition write lands between a run's two status writes."""
@@ -97,6 +98,10 @@ class Agent:
         self._stopped_at: float | None = None
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._busy: set[str] = set()  # the loops in a run right now
+        # Per task, the image filesystem's used bytes after its last disk-pressure run.
+        # Still over highPercent then, it runs again only once usage grows past that:
+        # not every check (each run is a status write and an Event on the policy).
+        self._disk_left_at: dict[str, int] = {}
         self._started = time.monotonic()
 
     # ---- lifecycle ----------------------------------------------------------------
@@ -531,7 +536,10 @@ class Agent:
                     break
                 due = self._disk_selection(obj, fs) if obj is not None else None
                 if obj is None or due is None:
+                    self._disk_left_at.pop(name, None)  # below highPercent: start afresh
                     continue
+                if fs.used_bytes <= self._disk_left_at.get(name, -1):
+                    continue  # still where the last disk run left it: that run did its best
                 selection, mode = due
                 run_id = "disk-" + _now().strftime("%Y%m%dT%H%M%SZ")
                 log.info(
@@ -554,6 +562,8 @@ class Agent:
                     ),
                 )
                 fs = await self._image_filesystem()  # the run may have freed space
+                if fs is not None:
+                    self._disk_left_at[name] = fs.used_bytes
 
     async def _image_filesystem(self) -> disk.DiskUsage | None:
         try:
