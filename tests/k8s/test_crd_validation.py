@@ -300,10 +300,12 @@ TASK_SPEC = task.TaskSpec(
     run_id="owner-1",
     trigger=Trigger.CREATE,
     mode=Mode.DRY_RUN,
+    # As the operator copies it from a policy the apiserver has defaulted.
     selection={
         "scope": "Unused",
         "unusedFor": "2m",
         "diskUsage": {"highPercent": 80, "lowPercent": 60},
+        "sandboxImages": ["registry.k8s.io/pause:*", "registry.k8s.io/pause@*"],
     },
     requested_at=NOW,
 )
@@ -337,7 +339,6 @@ TASK_STATUS: dict[str, Any] = {
             "mountpoint": "/var/lib/containerd",
             "capacityBytes": 100_000_000_000,
             "usedBytesBefore": 85_000_000_000,
-            "usedBytesAfter": None,
         },
         "results": [
             {
@@ -377,6 +378,14 @@ def test_task_lifecycle(kube_control_plane: ControlPlane) -> None:
 
     _patch_status(plane, names.TASK_PLURAL, name, TASK_STATUS)
     assert plane.get(names.TASK_PLURAL, name)["status"] == TASK_STATUS
+    # A dry run leaves the usage after unknown: null is kept (a merge patch would delete it).
+    unknown_after = {"op": "add", "path": "/status/report/imageFs/usedBytesAfter", "value": None}
+    plane.kubectl(
+        "patch", names.TASK_PLURAL, name, "--subresource=status", "--type=json",
+        "-p", json.dumps([unknown_after]),
+    )  # fmt: skip
+    image_fs = plane.get(names.TASK_PLURAL, name)["status"]["report"]["imageFs"]
+    assert image_fs["usedBytesAfter"] is None
     header, row = plane.kubectl("get", names.TASK_SHORT, name).stdout.splitlines()
     assert header.split() == ["NAME", "NODE", "POLICY", "RUN", "READY", "REMOVED", "AGE"]
     assert row.split()[:6] == [name, TASK_SPEC.node_name, "owner", "owner-1", "True", "0"]

@@ -9,7 +9,9 @@ def to_rfc3339(moment: datetime.datetime) -> str:
     """ "2026-11-29T18:00:00Z". A naive datetime is refused: its zone would be a guess."""
     if moment.tzinfo is None:
         raise ValueError("a naive datetime has no zone; pass an aware one (e.g. UTC)")
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    # isoformat, not strftime: "%Y" leaves years before 1000 unpadded on glibc.
+    utc = moment.astimezone(datetime.UTC).replace(microsecond=0, tzinfo=None)
+    return utc.isoformat() + "Z"
 
 
 def from_rfc3339(text: str) -> datetime.datetime:
