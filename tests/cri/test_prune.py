@@ -42,6 +42,12 @@ def _prune(node: ContainerdNode, state: Path, *flags: str) -> tuple[int, dict[st
     return code, json.loads(out.getvalue())
 
 
+def _ids(report: dict[str, object], outcome: str) -> set[str]:
+    results = report["results"]
+    assert isinstance(results, list)
+    return {r["id"] for r in results if r["outcome"] == outcome}
+
+
 def test_keeps_what_is_used_pinned_sandbox_or_excluded(
     containerd: ContainerdNode, tmp_path: Path
 ) -> None:
@@ -73,8 +79,8 @@ def test_keeps_what_is_used_pinned_sandbox_or_excluded(
     for image in (running, created, exited, multi, excluded):
         assert image.id in left
     assert {unused_a.id, unused_b.id}.isdisjoint(left)
-    assert {r["id"] for r in report["removed"]} >= {unused_a.id, unused_b.id}  # type: ignore[union-attr]
-    kept = report["kept"]
+    assert _ids(report, "Removed") >= {unused_a.id, unused_b.id}
+    kept = report["verdicts"]
     assert isinstance(kept, dict)
     assert kept["InUse"] == 4
     assert kept["Excluded"] == 1
@@ -95,8 +101,8 @@ def test_dry_run_removes_nothing(containerd: ContainerdNode, tmp_path: Path) -> 
     code, report = _prune(containerd, tmp_path, "--dry-run")
     assert code == 0
     assert report["dryRun"] is True
-    assert image.id in {r["id"] for r in report["wouldRemove"]}  # type: ignore[union-attr]
-    assert int(report["bytes"]) >= 50_000  # type: ignore[call-overload]
+    assert image.id in _ids(report, "WouldRemove")
+    assert int(report["removedBytes"]) >= 50_000  # type: ignore[call-overload]
     assert containerd.image_ids() == before
 
 
@@ -124,7 +130,7 @@ def test_keep_latest_per_repository(containerd: ContainerdNode, tmp_path: Path) 
     left = containerd.image_ids()
     assert {mid.id, new.id} <= left
     assert old.id not in left
-    assert report["kept"]["KeptLatest"] == 2  # type: ignore[index]
+    assert report["verdicts"]["KeptLatest"] == 2  # type: ignore[index]
 
 
 def test_older_than_uses_image_creation_time(containerd: ContainerdNode, tmp_path: Path) -> None:
@@ -148,7 +154,7 @@ def test_unused_for_counts_from_records_that_survive_restarts(
     code, report = _prune(containerd, tmp_path, "--unused-for", "1h")
     assert code == 0
     assert image.id in containerd.image_ids()
-    assert report["kept"]["RecentlyUsed"] >= 1  # type: ignore[index]
+    assert report["verdicts"]["RecentlyUsed"] >= 1  # type: ignore[index]
     # Age the persisted record, as if this node had watched the image for two hours.
     store = usage.UsageStore(tmp_path / "usage.json")
     records = store.load()
@@ -159,7 +165,7 @@ def test_unused_for_counts_from_records_that_survive_restarts(
     code, report = _prune(containerd, tmp_path, "--unused-for", "1h")
     assert code == 0
     assert image.id not in containerd.image_ids()
-    assert image.id in {r["id"] for r in report["removed"]}  # type: ignore[union-attr]
+    assert image.id in _ids(report, "Removed")
 
 
 def test_corrupt_usage_records_warn_and_keep_more(
@@ -172,7 +178,7 @@ def test_corrupt_usage_records_warn_and_keep_more(
     assert any("corrupt usage records" in r.getMessage() for r in caplog.records)
     # Starting afresh means "first seen now": nothing is old enough to go.
     assert image.id in containerd.image_ids()
-    assert report["kept"]["RecentlyUsed"] >= 1  # type: ignore[index]
+    assert report["verdicts"]["RecentlyUsed"] >= 1  # type: ignore[index]
 
 
 def test_disk_target_reads_the_real_image_filesystem(
@@ -184,7 +190,7 @@ def test_disk_target_reads_the_real_image_filesystem(
     high = f"{min(used + 1, 100):.2f}"
     code, report = _prune(containerd, tmp_path, "--disk-high", high, "--disk-low", "0.01")
     assert code == 0
-    assert report["kept"]["DiskBelowTarget"] == 1  # type: ignore[index]
+    assert report["verdicts"]["DiskBelowTarget"] == 1  # type: ignore[index]
     assert image.id in containerd.image_ids()
     # At or above the high mark: remove until the projection reaches the low mark.
     high = f"{max(used - 1, 0.02):.2f}"

@@ -152,6 +152,22 @@ class ContainerdNode:
                 )
             time.sleep(0.1)
 
+    def kill(self) -> None:
+        """SIGKILL the daemon alone, as a crash would: its root, state and shims stay,
+        and start() brings it back on them. stop() still cleans up afterwards."""
+        assert self._proc is not None, "not started"
+        self._proc.kill()
+        self._proc.wait()
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+    def freeze(self, *, frozen: bool = True) -> None:
+        """SIGSTOP (or SIGCONT) the daemon: a runtime that accepts connections and
+        answers nothing, as a wedged one does."""
+        assert self._proc is not None, "not started"
+        self._proc.send_signal(signal.SIGSTOP if frozen else signal.SIGCONT)
+
     def _cri_answers(self) -> bool:
         try:
             self.runtime.Version(api_pb2.VersionRequest(), timeout=2)

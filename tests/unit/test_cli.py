@@ -3,6 +3,7 @@ clear message, nothing touched)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -115,3 +116,38 @@ def test_unreachable_runtime_exits_3(capsys: pytest.CaptureFixture[str], tmp_pat
     err = capsys.readouterr().err
     assert "no CRI runtime answers" in err
     assert "--runtime-endpoint" in err
+
+
+def test_exit_codes_are_written_once_and_the_docs_agree() -> None:
+    docs = (Path(__file__).parents[2] / "docs/policy.md").read_text()
+    table = docs.split("## Exit codes", 1)[1]
+    rows = dict(re.findall(r"^\| (\d+) \| (.+) \|$", table, re.MULTILINE))
+    assert rows == {str(int(code)): text for code, text in cli.EXIT_CODES.items()}
+
+
+def test_help_describes_the_lock_the_limits_and_every_exit_code(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["prune", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    for words in ("<state-dir>/lock", "--lock-timeout", "exits 4", "NotAttempted", "Unknown"):
+        assert words in out
+    for code, text in cli.EXIT_CODES.items():
+        assert f"{int(code)} {' '.join(text.split())}" in out
+
+
+@pytest.mark.parametrize("flag", ["--runtime-endpoint", "--timeout", "--state-dir"])
+def test_global_flags_work_after_the_command_too(flag: str) -> None:
+    parser = cli.build_parser()
+    value = {"--runtime-endpoint": "/x.sock", "--timeout": "7", "--state-dir": "/st"}[flag]
+    dest = flag.removeprefix("--").replace("-", "_")
+    before = parser.parse_args([flag, value, "prune"])
+    after = parser.parse_args(["prune", flag, value])
+    assert (
+        str(getattr(after, dest))
+        == str(getattr(before, dest))
+        == str(float(value) if flag == "--timeout" else value)
+    )
+    # given before the command and not after, the command's copy must not reset it
+    assert getattr(parser.parse_args([flag, value, "images"]), dest) == getattr(before, dest)

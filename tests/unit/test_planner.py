@@ -166,10 +166,57 @@ class TestSandboxImage:
             image(1, "registry.k8s.io/pause:3.9", pinned=True),
             image(2, "registry.k8s.io/pause:3.8"),
         ]
-        plan = make_plan(images, sandbox_images=(configured,))
+        # No sandboxImages patterns: only what the runtime names counts.
+        no_patterns = Selection(sandbox_images=())
+        plan = make_plan(images, sandbox_images=(configured,), selection=no_patterns)
         assert verdict(plan, 1).reason is Reason.SANDBOX_IMAGE
         assert verdict(plan, 1).detail == f"the runtime's pod sandbox image ({configured})"
         assert verdict(plan, 2).reason is Reason.REMOVABLE
+
+    @pytest.mark.parametrize(
+        "name",
+        [
+            "registry.k8s.io/pause:3.8",
+            "k8s.gcr.io/pause:3.2",
+            "docker.io/rancher/mirrored-pause:3.6",
+            "602401143452.dkr.ecr.us-west-2.amazonaws.com/eks/pause:3.5",
+        ],
+    )
+    def test_default_patterns_protect_pause_images_the_runtime_does_not_name(
+        self, name: str
+    ) -> None:
+        plan = make_plan([image(1, name), image(2, "registry.k8s.io/etcd:3")])
+        assert verdict(plan, 1).reason is Reason.SANDBOX_IMAGE
+        assert verdict(plan, 1).detail.startswith(
+            "a pod sandbox image: matches sandboxImages pattern "
+        )
+        assert verdict(plan, 2).reason is Reason.REMOVABLE
+
+    def test_default_patterns_cover_images_known_by_digest_only(self) -> None:
+        digest = "sha256:" + "d" * 64
+        plan = make_plan([image(1, digests=(f"registry.k8s.io/pause@{digest}",))])
+        assert verdict(plan, 1).detail == (
+            "a pod sandbox image: matches sandboxImages pattern registry.k8s.io/pause@*"
+        )
+
+    def test_configured_patterns_replace_the_default(self) -> None:
+        selection = Selection(sandbox_images=(Pattern("registry.example.com/pause:*"),))
+        plan = make_plan(
+            [image(1, "registry.example.com/pause:1"), image(2, "registry.k8s.io/pause:3.9")],
+            selection=selection,
+        )
+        assert verdict(plan, 1).detail == (
+            "a pod sandbox image: matches sandboxImages pattern registry.example.com/pause:*"
+        )
+        assert verdict(plan, 2).reason is Reason.REMOVABLE
+
+    def test_the_runtimes_own_name_comes_first(self) -> None:
+        plan = make_plan(
+            [image(1, "registry.k8s.io/pause:3.9")], sandbox_images=("registry.k8s.io/pause:3.9",)
+        )
+        assert (
+            verdict(plan, 1).detail == "the runtime's pod sandbox image (registry.k8s.io/pause:3.9)"
+        )
 
     def test_familiar_reference_is_normalized(self) -> None:
         plan = make_plan([image(1, "docker.io/library/pause:3")], sandbox_images=("pause:3",))
@@ -188,6 +235,36 @@ def test_excluded_names_the_pattern() -> None:
     assert verdict(plan, 1).reason is Reason.EXCLUDED
     assert verdict(plan, 1).detail == "matches exclude pattern registry.k8s.io/*"
     assert verdict(plan, 2).reason is Reason.REMOVABLE
+
+
+class TestUnmatchedExcludes:
+    def test_lists_exclude_patterns_no_image_matches_in_order(self) -> None:
+        selection = Selection(
+            exclude=(
+                Pattern("quay.io/*"),
+                Pattern("nginx:*"),
+                Pattern("registry.k8s.io/*"),
+                Pattern("quay.io/*"),
+                Pattern("sha256:ffff*"),
+            )
+        )
+        plan = make_plan([image(1, "nginx:1"), image(2, "redis:7")], selection=selection)
+        assert plan.unmatched_excludes == ("quay.io/*", "registry.k8s.io/*", "sha256:ffff*")
+
+    def test_a_match_counts_whatever_the_verdict(self) -> None:
+        # The image is in use, so Excluded is never its verdict; the pattern still
+        # names an image on this node.
+        selection = Selection(exclude=(Pattern("nginx:*"),))
+        plan = make_plan(
+            [image(1, "nginx:1")],
+            containers=[container("web", image_ref=image_id(1))],
+            selection=selection,
+        )
+        assert verdict(plan, 1).reason is Reason.IN_USE
+        assert plan.unmatched_excludes == ()
+
+    def test_none_without_excludes(self) -> None:
+        assert make_plan([image(1, "nginx:1")]).unmatched_excludes == ()
 
 
 class TestNotIncluded:

@@ -17,7 +17,10 @@ class Terminal(io.StringIO):
 
 
 def _result(n: int, outcome: executor.Outcome) -> executor.Result:
-    return executor.Result(types.Image(id=f"sha256:{n}", size=1024 * 1024), outcome)
+    kind = "" if outcome.takes_image else "INTERNAL"
+    return executor.Result(
+        types.Image(id=f"sha256:{n}", size=1024 * 1024), outcome, error_kind=kind
+    )
 
 
 def test_terminal_bar_redraws_in_place_and_ends_with_a_newline() -> None:
@@ -27,7 +30,7 @@ def test_terminal_bar_redraws_in_place_and_ends_with_a_newline() -> None:
     bar(_result(2, executor.Outcome.FAILED))
     text = out.getvalue()
     assert text.startswith("\rRemoving [")
-    assert text.endswith("2/2 images, 1 MiB, 1 failed\n")
+    assert text.endswith("2/2 images, 1 MiB, 1 not removed or unknown\n")
 
 
 def test_logs_get_whole_lines_not_a_line_per_image() -> None:

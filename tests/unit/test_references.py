@@ -26,6 +26,7 @@ ID = "sha256:" + "1" * 64
         (f"nginx@{DIGEST}", f"docker.io/library/nginx@{DIGEST}"),
         (f"nginx:1@{DIGEST}", f"docker.io/library/nginx:1@{DIGEST}"),
         ("docker.io/library/nginx:latest", "docker.io/library/nginx:latest"),
+        ("Registry/x:1", "Registry/x:1"),  # upper case: a host, as Docker reads it
     ],
 )
 def test_normalizes_like_docker(reference: str, normalized: str) -> None:
@@ -82,7 +83,9 @@ def _image(*tags: str, digests: tuple[str, ...] = (), image_id: str = ID) -> Ima
         ("quay.io/a/b", "quay.io/a/b:2", False),
         ("quay.io/a/b:?", "quay.io/a/b:2", True),
         ("quay.io/a/b:?", "quay.io/a/b:22", False),
-        ("Nginx", "docker.io/library/nginx:latest", False),  # case-sensitive
+        ("nginx:Latest", "docker.io/library/nginx:latest", False),  # case-sensitive
+        ("*Beta", "quay.io/a/b:Beta", True),  # upper case may stand in a tag
+        ("Quay.io/a/*", "Quay.io/a/b:1", True),  # and in a registry host
     ],
 )
 def test_pattern_matches_names_as_users_expect(pattern: str, name: str, matches: bool) -> None:
@@ -131,11 +134,84 @@ def test_star_matches_untagged_images_too() -> None:
         ("nginx:[12]", "wildcards \\* and \\?"),
         ("sha256:xyz", "only hex digits"),
         ("a//b", "empty name component"),
+        ("myorg/", "empty name component"),
     ],
 )
 def test_invalid_patterns_say_why(text: str, complaint: str) -> None:
     with pytest.raises(ValueError, match=complaint):
         references.Pattern(text)
+
+
+D64 = "d" * 64
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        # The issue's three: an exclude that can match nothing protects nothing.
+        ("nginx:", "nothing follows ':'"),
+        ("nginx@", "nothing follows '@'"),
+        ("RT/BASE:*", "upper case in 'RT/B': repository paths are lower case"),
+        ("Nginx", "upper case: repository paths are lower case"),
+        ("docker.io/MyOrg/*", "upper case in 'docker.io/M'"),
+        ("-nginx", "no name starts with '-'"),
+        ("nginx-", "a name cannot end after 'nginx-'"),
+        ("a___b", "'_' cannot follow 'a__'"),
+        ("nginx:-1", "'-' cannot follow 'nginx:'"),
+        ("nginx:1:2", "':' cannot follow 'nginx:1'"),
+        ("nginx@sha256", "a sha256 digest has 64 hex digits"),
+        ("nginx@sha256:abc", "a sha256 digest has 64 hex digits; end with \\* to match"),
+        (f"nginx@sha256:{D64.upper()}", "upper case"),
+        (f"nginx@sha256:{D64}0", "'0' cannot follow"),
+        (f"nginx@md5:{D64}", "'m' cannot follow 'nginx@'"),
+        ("nginx@*@*", "'@' cannot follow"),
+        ("nginx:" + "a" * 129, "'a' cannot follow '...aaaa"),
+        ("*:*:*:*:*", "':' cannot follow '\\*:\\*:\\*:\\*'"),  # port, tag, digest
+        ("host:port/x", "'/' cannot follow 'host:port'"),  # a port is digits
+        ("nginx:1@sha256:", "nothing follows ':'"),
+        ("sha256:abc", "a sha256 digest has 64 hex digits"),  # Docker's short IDs
+        ("sha256:" + D64 + "0", "'0' cannot follow"),
+        ("sha256:" + "?" * 65, "'\\?' cannot follow"),
+    ],
+)
+def test_patterns_that_can_never_match_are_refused(text: str, reason: str) -> None:
+    with pytest.raises(ValueError, match=f"no image name can match it \\({reason}") as caught:
+        references.Pattern(text)
+    assert str(caught.value).startswith(f"invalid image pattern {text!r}")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "nginx",
+        "nginx:1.25",
+        "a__b",
+        "a--b",
+        "a.b_c-d",
+        "localhost",
+        "localhost:5000/x",
+        "127.0.0.1:5000/x",
+        "MYHOST/x:1",
+        "Quay.io/x",
+        "*Beta",
+        "nginx:Latest",
+        "*",
+        "?",
+        "*:*:*",  # a port, a tag and a digest
+        "*@*",
+        "nginx:" + "a" * 128,
+        "nginx:" + "a" * 127 + "*",
+        f"nginx@sha256:{D64}",
+        f"nginx@sha256:{'?' * 64}",
+        f"quay.io/a/b:1@sha512:{'f' * 128}",
+        "sha256:" + "?" * 64,
+        "sha256:*",
+        "sha256:ABC*",
+        "*.dkr.ecr.*.amazonaws.com/eks/pause:*",
+    ],
+)
+def test_patterns_that_can_match_are_accepted(text: str) -> None:
+    assert references.Pattern(text).source == text
 
 
 def test_longest_allowed_pattern_is_accepted() -> None:
@@ -167,6 +243,44 @@ def test_repositories_of_an_image_come_from_tags_and_digests() -> None:
         "nginx:1", "quay.io/a/b:2", "bad tag!", digests=(f"docker.io/library/nginx@{DIGEST}",)
     )
     assert references.repositories_of(image) == {"docker.io/library/nginx", "quay.io/a/b"}
+
+
+class TestPatternSet:
+    PATTERNS = tuple(
+        map(references.Pattern, ["registry.k8s.io/pause:*", "*pause*", "nginx*", "sha256:1*"])
+    )
+
+    @pytest.mark.parametrize(
+        ("name", "first"),
+        [
+            ("registry.k8s.io/pause:3.9", "registry.k8s.io/pause:*"),
+            ("quay.io/x/pause:1", "*pause*"),
+            ("docker.io/library/nginx:1", "nginx*"),  # familiar name, as Pattern matches
+            ("docker.io/library/pause:3", "*pause*"),
+            ("docker.io/myorg/pause-ish:3", "*pause*"),
+            ("quay.io/x/y:1", "sha256:1*"),  # by the image ID
+        ],
+    )
+    def test_first_match_is_the_first_pattern_that_matches(self, name: str, first: str) -> None:
+        image_id = ID if first.startswith("sha256:") else "sha256:" + "2" * 64
+        names = references.image_names(_image(name, image_id=image_id))
+        assert str(references.PatternSet(self.PATTERNS).first_match(names)) == first
+        # Each pattern alone finds it, too: no pattern is shadowed by another.
+        alone = references.PatternSet((references.Pattern(first),))
+        assert str(alone.first_match(names)) == first
+
+    @pytest.mark.parametrize(
+        "name", ["registry.k8s.io/etcd:3", "quay.io/nginx/nginx:1", "docker.io/library/redis:7"]
+    )
+    def test_agrees_with_the_patterns_one_by_one(self, name: str) -> None:
+        patterns = (*self.PATTERNS[:3], references.Pattern("sha256:2*"))
+        names = references.image_names(_image(name))
+        assert references.PatternSet(self.PATTERNS).first_match(names) is not None  # by ID
+        assert references.PatternSet(patterns).first_match(names) is None
+        assert not any(p.matches_names(names) for p in patterns)
+
+    def test_empty_set_matches_nothing(self) -> None:
+        assert references.PatternSet(()).first_match(references.image_names(_image("x"))) is None
 
 
 class TestReferenceIndex:

@@ -4,6 +4,7 @@ import datetime
 import json
 import os
 import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,16 @@ RECORDS = {
     ID_A: UsageRecord(first_seen=EARLIER, last_used=None),
     ID_B: UsageRecord(first_seen=EARLIER, last_used=EARLIER + datetime.timedelta(hours=5)),
 }
+
+
+def _load_in_a_thread(store: UsageStore) -> dict[str, UsageRecord]:
+    """store.load(), failing the test instead of hanging if the read blocks."""
+    outcome: list[dict[str, UsageRecord]] = []
+    thread = threading.Thread(target=lambda: outcome.append(store.load()), daemon=True)
+    thread.start()
+    thread.join(timeout=60)
+    assert outcome, f"reading {store.path} blocked"
+    return outcome[0]
 
 
 class TestStore:
@@ -87,11 +98,9 @@ class TestStore:
             b'{"images": {}}',
             b'{"version": 1}',
             b'{"version": 1, "images": []}',
-            b'{"version": 1, "images": {"x": {"firstSeen": "yesterday", "lastUsed": null}}}',
-            b'{"version": 1, "images": {"x": {"firstSeen": "2025-06-01T12:00:00"}}}',
-            b'{"version": 1, "images": {"x": {"firstSeen": 5, "lastUsed": null}}}',
-            b'{"version": 1, "images": {"x": "2025-06-01T12:00:00+00:00"}}',
             b"[" * 100_000,
+            b'{"version": 1, "images": {}, "x": ' + b"9" * 5000 + b"}",  # int() digit limit
+            "{}".encode("utf-16"),
         ],
     )
     def test_corrupt_file_is_empty_with_a_warning(
@@ -108,9 +117,84 @@ class TestStore:
     def test_unreadable_file_is_empty_with_a_warning(
         self, tmp_path: Path, caplog: pytest.LogCaptureFixture
     ) -> None:
-        (tmp_path / "usage.json").mkdir()  # reading a directory fails with an OSError
+        (tmp_path / "usage.json").mkdir()
         assert UsageStore(tmp_path / "usage.json").load() == {}
         assert "cannot read" in caplog.text
+        assert "not a regular file (a directory)" in caplog.text
+
+    @pytest.mark.parametrize("kind", ["fifo", "link to fifo", "link to /dev/zero"])
+    def test_only_a_regular_file_is_read_and_nothing_blocks(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture, kind: str
+    ) -> None:
+        path = tmp_path / "usage.json"
+        if kind == "link to /dev/zero":
+            path.symlink_to("/dev/zero")
+        else:
+            os.mkfifo(tmp_path / "fifo")
+            if kind == "fifo":
+                os.replace(tmp_path / "fifo", path)
+            else:
+                path.symlink_to(tmp_path / "fifo")
+        records = _load_in_a_thread(UsageStore(path))
+        assert records == {}
+        [warning] = caplog.records
+        assert "cannot read usage records" in warning.getMessage()
+        assert "not a regular file" in warning.getMessage()
+
+    def test_an_oversized_file_is_not_read(
+        self, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        store = UsageStore(tmp_path / "usage.json")
+        store.save(RECORDS)
+        size = store.path.stat().st_size
+        monkeypatch.setattr(usage, "MAX_FILE_BYTES", size)
+        assert store.load() == RECORDS
+        monkeypatch.setattr(usage, "MAX_FILE_BYTES", size - 1)
+        assert store.load() == {}
+        assert f"larger than {size - 1} bytes" in caplog.text
+
+    def test_the_bound_holds_thousands_of_images(self) -> None:
+        assert usage.MAX_FILE_BYTES == 64 * 2**20
+
+    @pytest.mark.parametrize(
+        ("entry", "problem"),
+        [
+            ({"firstSeen": "0001-01-01T00:00:00+14:00", "lastUsed": None}, "is out of range"),
+            ({"firstSeen": "9999-12-31T23:59:59-14:00", "lastUsed": None}, "is out of range"),
+            ({"firstSeen": "yesterday", "lastUsed": None}, "'yesterday' is not a timestamp"),
+            ({"firstSeen": "0001-01-01T00:00:00+00:00", "lastUsed": None}, "before 2010"),
+            (
+                {"firstSeen": "2025-06-01T12:00:00+00:00", "lastUsed": "2000-01-01T00:00:00Z"},
+                "before",
+            ),
+            (
+                {"firstSeen": "2025-06-01T12:00:00+00:00", "lastUsed": "2025-05-01T00:00:00Z"},
+                "lastUsed is before firstSeen",
+            ),
+            ({"firstSeen": "2025-06-01T12:00:00"}, "has no timezone"),
+            ({"firstSeen": 5, "lastUsed": None}, "firstSeen must be a string"),
+            ({"lastUsed": None}, "firstSeen must be a string, not NoneType"),
+            ("2025-06-01T12:00:00+00:00", "not an object"),
+            ({"firstSeen": "2" * 5000, "lastUsed": None}, "2222'... is not a timestamp"),
+        ],
+    )
+    def test_a_corrupt_entry_is_dropped_with_one_warning(
+        self,
+        tmp_path: Path,
+        caplog: pytest.LogCaptureFixture,
+        entry: object,
+        problem: str,
+    ) -> None:
+        path = tmp_path / "usage.json"
+        good = {"firstSeen": "2025-05-29T12:00:00+00:00", "lastUsed": None}
+        images = {ID_A: good, ID_B: entry, ID_C: entry}
+        path.write_text(json.dumps({"version": 1, "images": images}))
+        assert UsageStore(path).load() == {ID_A: UsageRecord(EARLIER, None)}
+        [warning] = caplog.records
+        message = warning.getMessage()
+        assert "ignoring 2 corrupt entries" in message
+        assert problem in message
+        assert len(message) < 500
 
     def test_creates_parent_directories_755(self, tmp_path: Path) -> None:
         previous_umask = os.umask(0o022)
@@ -213,6 +297,15 @@ class TestObserve:
         containers = [_container(image="nginx:1", image_ref=ID_B)]
         records = usage.observe({}, images=images, containers=containers, now=NOW)
         assert records[ID_A].last_used is None
+
+    def test_times_after_now_count_as_now(self) -> None:
+        # The clock was set back: such a record must not keep an image "new" for
+        # years, nor make it look unused for longer.
+        future = NOW + datetime.timedelta(days=3650)
+        records = {ID_A: UsageRecord(future, None), ID_B: UsageRecord(future, future)}
+        images = [Image(id=ID_A), Image(id=ID_B)]
+        observed = usage.observe(records, images=images, containers=[], now=NOW)
+        assert observed == {ID_A: UsageRecord(NOW, None), ID_B: UsageRecord(NOW, NOW)}
 
     def test_converts_now_to_utc_and_refuses_naive_times(self) -> None:
         tokyo = datetime.timezone(datetime.timedelta(hours=9))

@@ -39,7 +39,8 @@ class Exit(enum.IntEnum):
 EXIT_CODES: dict[Exit, str] = {
     Exit.OK: "success (including nothing to remove)",
     Exit.PARTIAL: "some removals failed, got no answer or were not sent; the report says which",
-    Exit.USAGE: "bad usage (flag, value, endpoint or policy file); nothing was removed",
+    Exit.USAGE: "bad usage (flag, value, endpoint, policy file, or a --state-dir that "
+    "cannot hold the lock); nothing was removed",
     Exit.RUNTIME: "the container runtime could not be reached or failed before any "
     "removal; nothing was removed",
     Exit.LOCKED: "another prune on this node held the lock for --lock-timeout; nothing was removed",
@@ -209,7 +210,8 @@ def _main(argv: Sequence[str] | None) -> int:
     # Errors that are not the runtime's fault (the rest of CriError is).
     exit_of: dict[type[Exception], Exit] = {
         EndpointInvalid: Exit.USAGE,
-        statelock.LockError: Exit.LOCKED,
+        statelock.LockError: Exit.USAGE,  # the --state-dir cannot hold a lock
+        statelock.LockHeld: Exit.LOCKED,
     }
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -26,7 +26,7 @@ class Progress:
         self.done += 1
         if result.outcome.takes_image:
             self.bytes += result.image.size
-        elif result.outcome is executor.Outcome.FAILED:
+        elif result.error_kind:  # failed, unknown or not attempted
             self.failed += 1
         now = time.monotonic()
         if self.done == self.total or now - self._last >= (0.1 if self._tty else 5.0):
@@ -39,7 +39,7 @@ class Progress:
         text = (
             f"{self.label} [{'#' * filled}{'.' * (width - filled)}] "
             f"{self.done}/{self.total} images, {quantities.format_bytes(self.bytes)}"
-            + (f", {self.failed} failed" if self.failed else "")
+            + (f", {self.failed} not removed or unknown" if self.failed else "")
         )
         if self._tty:
             end = "\n" if self.done == self.total else ""

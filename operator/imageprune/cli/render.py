@@ -133,6 +133,10 @@ def prune_report(run: service.PruneRun, *, output: str, stream: TextIO) -> None:
         )
     troubles = collections.Counter(r.outcome for r in result.failed)
     if troubles:
-        line += "; " + ", ".join(f"{n} {outcome.value}" for outcome, n in sorted(troubles.items()))
+        line += "; " + ", ".join(
+            f"{troubles[outcome]} {outcome.value}"
+            for outcome in executor.Outcome
+            if troubles[outcome]
+        )
     kept_text = ", ".join(f"{n} {reason}" for reason, n in sorted(kept.items()))
     stream.write(line + (f". Kept: {kept_text}." if kept_text else ".") + "\n")

@@ -81,6 +81,7 @@ def plan(
     facts = _Facts(
         users=users.index(containers),
         sandbox=references.ReferenceIndex.of((s, s) for s in sandbox_images),
+        sandbox_patterns=references.PatternSet(selection.sandbox_images),
         kept_latest=_kept_latest(images, keep=selection.keep_latest_per_repository),
         usage=usage,
         selection=selection,
@@ -117,6 +118,7 @@ class _Facts:
 
     users: users.Index
     sandbox: references.ReferenceIndex[str]
+    sandbox_patterns: references.PatternSet
     kept_latest: Mapping[str, str]  # image ID -> the repository it is kept in
     usage: Mapping[str, UsageRecord]
     selection: Selection
@@ -186,11 +188,11 @@ def _sandbox_image(image: Image, names: Sequence[str], facts: _Facts) -> Verdict
     if configured:
         detail = f"the runtime's pod sandbox image ({configured[0]})"
         return Verdict(image, Reason.SANDBOX_IMAGE, detail)
-    for pattern in facts.selection.sandbox_images:
-        if pattern.matches_names(names):
-            detail = f"a pod sandbox image: matches sandboxImages pattern {pattern}"
-            return Verdict(image, Reason.SANDBOX_IMAGE, detail)
-    return None
+    pattern = facts.sandbox_patterns.first_match(names)
+    if pattern is None:
+        return None
+    detail = f"a pod sandbox image: matches sandboxImages pattern {pattern}"
+    return Verdict(image, Reason.SANDBOX_IMAGE, detail)
 
 
 def _pinned(image: Image, _names: Sequence[str], _facts: _Facts) -> Verdict | None:

@@ -87,6 +87,5 @@ def document(run: service.PruneRun, *, max_results: int | None = None) -> dict[s
             }
             for g in error_groups(report)
         ],
-        # TODO(clihard): Plan.unmatched_excludes once the policy branch adds it.
-        "unmatchedExcludes": [],
+        "unmatchedExcludes": list(plan.unmatched_excludes),
     }

@@ -54,6 +54,9 @@ async def observe(
         selection=selection,
         now=now,
     )
+    for pattern in plan.unmatched_excludes:
+        # A protection that protects nothing is often a typo; say so every run.
+        log.warning("exclude pattern %r matches no image on this node", pattern)
     return Observation(snapshot, records, plan, now)
 
 

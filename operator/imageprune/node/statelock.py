@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import stat
 import time
 from pathlib import Path
 from types import TracebackType
@@ -25,8 +26,11 @@ _POLL_SECONDS = 0.1  # flock has no timeout of its own; asking again this often 
 
 
 class LockError(Exception):
-    """The lock could not be taken: another prune holds it, or the file cannot be
-    created."""
+    """The lock file cannot be created or opened (a bad --state-dir)."""
+
+
+class LockHeld(LockError):
+    """Another prune held the lock for longer than we were willing to wait."""
 
 
 class StateLock:
@@ -38,14 +42,7 @@ class StateLock:
         self._fd: int | None = None
 
     async def __aenter__(self) -> StateLock:
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as err:
-            raise LockError(
-                f"cannot create the lock file {self.path}: {err.strerror}; "
-                "set --state-dir to a writable directory"
-            ) from None
+        fd = self._open()
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -55,7 +52,7 @@ class StateLock:
                 if time.monotonic() >= deadline:
                     holder = _holder(fd)
                     os.close(fd)
-                    raise LockError(
+                    raise LockHeld(
                         f"another prune{holder} holds {self.path}; "
                         f"gave up after waiting {self.timeout:g}s (--lock-timeout)"
                     ) from None
@@ -71,6 +68,22 @@ class StateLock:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
         return self
+
+    def _open(self) -> int:
+        """The lock file, created if need be. Never through a symlink and only a
+        regular file: we run as root and write into it."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
+        except OSError as err:
+            raise LockError(
+                f"cannot create the lock file {self.path}: {err.strerror}; "
+                "set --state-dir to a writable directory"
+            ) from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise LockError(f"the lock file {self.path} is not a regular file; remove it")
+        return fd
 
     async def __aexit__(
         self,

@@ -158,14 +158,17 @@ def _timestamp(moment: datetime.datetime) -> str:
 def _moment(text: object, field: str) -> datetime.datetime:
     if not isinstance(text, str):
         raise ValueError(f"{field} must be a string, not {type(text).__name__}")
+    shown = repr(text[:40]) + ("..." if len(text) > 40 else "")
     try:
         moment = datetime.datetime.fromisoformat(text)
-        if moment.tzinfo is None:
-            raise ValueError("no timezone")
-        # Far-off offsets near year 1 or 9999 overflow here.
+    except ValueError:
+        raise ValueError(f"{field} {shown} is not a timestamp") from None
+    if moment.tzinfo is None:
+        raise ValueError(f"{field} {shown} has no timezone")
+    try:
         moment = moment.astimezone(datetime.UTC)
-    except (ValueError, OverflowError) as error:
-        raise ValueError(f"{field} {text[:40]!r} is not a timestamp ({error})") from None
+    except OverflowError:  # far-off offsets near year 1 or 9999
+        raise ValueError(f"{field} {shown} is out of range") from None
     if moment < _EARLIEST:
         raise ValueError(f"{field} {text!r} is before {_EARLIEST.year}")
     return moment
@@ -189,7 +192,8 @@ def _images(document: object) -> dict[str, object]:
     if not isinstance(document, dict):
         raise ValueError("not a JSON object")
     if document.get("version") != FORMAT_VERSION:
-        raise ValueError(f"version {document.get('version')!r}, expected {FORMAT_VERSION}")
+        version = repr(document.get("version"))[:40]
+        raise ValueError(f"version {version}, expected {FORMAT_VERSION}")
     images = document.get("images")
     if not isinstance(images, dict):
         raise ValueError("images must be an object")

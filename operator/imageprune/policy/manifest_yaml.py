@@ -5,10 +5,10 @@ PyYAML alone lets through: nesting deep enough to overflow the stack, aliases th
 repeat a node exponentially ("billion laughs": the file is small, but anything
 that walks the result is not), an alias inside its own anchor (a cycle), integers
 too long for int() (CPython's own error text would reach the user), dates that
-datetime refuses, and enough nodes to keep it busy for minutes (about 20 us a
-node with libyaml, ten times that without). So the events are checked first, and
-only a document within the bounds is built. Timestamps stay strings, as Kubernetes
-reads them.
+datetime refuses, a key given twice (the first value silently lost), and enough
+nodes to keep it busy for minutes (about 20 us a node with libyaml, ten times that
+without). So the events are checked first, and only a document within the bounds
+is built. Timestamps stay strings, as Kubernetes reads them.
 """
 
 from __future__ import annotations
@@ -64,37 +64,43 @@ def _check_bounds(events: Any) -> None:
     open_collections: list[list[Any]] = []  # [anchor, size so far]
     anchors: dict[str, int | None] = {}  # name -> size; None while still open
     for event in events:
-        size = 0
         if isinstance(event, yaml.DocumentStartEvent):
             anchors.clear()
-        elif isinstance(event, yaml.CollectionStartEvent):
+        if isinstance(event, yaml.CollectionStartEvent):
             if len(open_collections) >= MAX_DEPTH:
                 raise _error(event, f"nested more than {MAX_DEPTH} levels deep")
             if event.anchor is not None:
                 anchors[event.anchor] = None
             open_collections.append([event.anchor, 1])
             total += 1
+            size = 0  # counted in its parent when it ends
         elif isinstance(event, yaml.CollectionEndEvent):
             anchor, size = open_collections.pop()
             if anchor is not None:
                 anchors[anchor] = size
-        elif isinstance(event, yaml.ScalarEvent):
-            if event.anchor is not None:
-                anchors[event.anchor] = 1
-            size = 1
-            total += 1
-        elif isinstance(event, yaml.AliasEvent):
-            if event.anchor not in anchors:
-                raise _error(event, f"found undefined alias {event.anchor!r}")
-            repeated = anchors[event.anchor]
-            if repeated is None:
-                raise _error(event, "an alias refers to a node that contains it")
-            size = repeated
+        else:
+            size = _size(event, anchors)
             total += size
         if total > MAX_NODES:
             raise _error(event, f"more than {MAX_NODES:,} values once aliases are expanded")
-        if open_collections and not isinstance(event, yaml.CollectionStartEvent):
+        if open_collections:
             open_collections[-1][1] += size
+
+
+def _size(event: Any, anchors: dict[str, int | None]) -> int:
+    """How many nodes a scalar or alias event stands for (0 for other events)."""
+    if isinstance(event, yaml.ScalarEvent):
+        if event.anchor is not None:
+            anchors[event.anchor] = 1
+        return 1
+    if not isinstance(event, yaml.AliasEvent):
+        return 0
+    if event.anchor not in anchors:
+        raise _error(event, f"found undefined alias {event.anchor!r}")
+    repeated = anchors[event.anchor]
+    if repeated is None:
+        raise _error(event, "an alias refers to a node that contains it")
+    return repeated
 
 
 class _BoundedLoader(_SafeLoader):
@@ -102,6 +108,18 @@ class _BoundedLoader(_SafeLoader):
         if len(node.value) > MAX_NUMBER_LENGTH:
             raise _error(node, f"number too long ({len(node.value):,} characters)")
         return super().construct_yaml_int(node)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        # PyYAML keeps the last of two equal keys; a second `exclude:` would then
+        # silently drop the first list's protection.
+        seen = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise _error(key_node, f"duplicate key {_short(key_node.value)!r}")
+                seen.add(key)
+        return super().construct_mapping(node, deep)
 
     def construct_timestamp_as_text(self, node: Any) -> Any:
         return self.construct_yaml_str(node)
@@ -111,6 +129,10 @@ _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct
 _BoundedLoader.add_constructor(
     "tag:yaml.org,2002:timestamp", _BoundedLoader.construct_timestamp_as_text
 )
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _error(at: Any, problem: str) -> yaml.MarkedYAMLError:

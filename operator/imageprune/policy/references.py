@@ -225,6 +225,58 @@ class Pattern:
         return self._domainless and any(match(_familiar(name)) for name in names)
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class PatternSet:
+    """Several patterns judged together, fast for an image that matches none (the
+    common case): most patterns start with a registry, matched literally, so one
+    `str.startswith` per name rules them all out; the domainless rest are joined
+    into one regular expression, which also tries familiar names."""
+
+    patterns: tuple[Pattern, ...]
+    _prefixes: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    _unprefixed: re.Pattern[str] | None = dataclasses.field(init=False, repr=False, compare=False)
+    # Text each domainless pattern must contain (its longest run without a glob):
+    # a substring test is far cheaper than the regex's backtracking over "*".
+    _needles: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        prefixes = tuple(p.glob[: _first_glob(p.glob)] for p in self.patterns if not p._domainless)
+        unprefixed = [p for p in self.patterns if p._domainless]
+        # fnmatch's translations are anchored groups ("(?s:...)\Z"), so joined
+        # they still match whole names only.
+        union = "|".join(p._regex.pattern for p in unprefixed)
+        regex = None
+        if union:
+            # Domainless patterns also meet familiar names, which differ from the
+            # normalised ones only on Docker Hub: what follows "docker.io/library/",
+            # else "docker.io/".
+            hub, library = re.escape(f"{DEFAULT_DOMAIN}/"), re.escape(f"{_OFFICIAL_NAMESPACE}/")
+            regex = re.compile(f"{union}|{hub}(?:{library}(?:{union})|(?!{library})(?:{union}))")
+        needles = tuple(max(re.split(r"[*?]", p.glob), key=len) for p in unprefixed)
+        object.__setattr__(self, "_prefixes", prefixes)
+        # An empty needle ("*") is in every name: then only the regex can tell.
+        object.__setattr__(self, "_needles", needles if all(needles) else ())
+        object.__setattr__(self, "_unprefixed", regex)
+
+    def first_match(self, names: Sequence[str]) -> Pattern | None:
+        """The first pattern that matches `names` (from `image_names`), if any."""
+        prefixes, regex = self._prefixes, self._unprefixed
+        maybe = bool(prefixes) and any(name.startswith(prefixes) for name in names)
+        if not maybe and regex is not None:
+            # A familiar name is the end of a normalised one, so a needle missing
+            # from every name rules the domainless patterns out.
+            needles = self._needles
+            if not needles or any(n in name for name in names for n in needles):
+                maybe = any(map(regex.match, names))
+        if not maybe:
+            return None
+        return next((p for p in self.patterns if p.matches_names(names)), None)
+
+
+def _first_glob(text: str) -> int:
+    return next((i for i, c in enumerate(text) if c in _GLOB_CHARS), len(text))
+
+
 def _check_pattern_text(text: str) -> None:
     if not text:
         raise ValueError("image pattern must not be empty")
@@ -259,6 +311,9 @@ def _check_can_match(text: str, language: reference_syntax.Language) -> None:
             reason = f"{character!r} cannot follow {_tail(text[:position])!r}"
     elif text[-1] in ":@/":
         reason = f"nothing follows {text[-1]!r}"
+    elif not ids and text != text.lower() and "@" not in text:
+        # e.g. "Nginx": upper case would make it a registry host, with no path.
+        reason = "upper case: repository paths are lower case"
     elif ids or "@" in text:
         reason = "a sha256 digest has 64 hex digits; end with * to match a prefix"
     else:

@@ -1,0 +1,68 @@
+"""The node's prune lock on a real file: one holder at a time, a bounded wait, the
+holder named, and release however the holder ends."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+
+import pytest
+
+from imageprune.node import statelock
+
+pytestmark = pytest.mark.unit
+
+
+async def test_a_second_taker_gives_up_after_the_timeout_naming_the_holder(
+    tmp_path: Path,
+) -> None:
+    async with statelock.StateLock(tmp_path / "state", timeout=0):
+        with pytest.raises(statelock.LockHeld, match=rf"\(pid {os.getpid()}\) holds .*/lock"):
+            async with statelock.StateLock(tmp_path / "state", timeout=0.3):
+                pytest.fail("two holders at once")
+
+
+async def test_a_waiter_gets_the_lock_once_it_is_released(tmp_path: Path) -> None:
+    order: list[str] = []
+    first = statelock.StateLock(tmp_path, timeout=0)
+    await first.__aenter__()
+
+    async def second() -> None:
+        async with statelock.StateLock(tmp_path, timeout=30):
+            order.append("second")
+
+    waiter = asyncio.create_task(second())
+    await asyncio.sleep(0.3)
+    order.append("first done")
+    await first.__aexit__(None, None, None)
+    await waiter
+    assert order == ["first done", "second"]
+
+
+async def test_an_unwritable_state_dir_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(statelock.LockError, match=r"cannot create the lock file .*--state-dir"):
+        async with statelock.StateLock(blocker / "state"):
+            pytest.fail("locked under a regular file")
+
+
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "directory"])
+async def test_a_lock_path_that_is_not_a_regular_file_is_refused_untouched(
+    tmp_path: Path, kind: str
+) -> None:
+    target = tmp_path / "precious"
+    target.write_text("keep me")
+    lock = tmp_path / "state" / statelock.LOCK_FILE
+    lock.parent.mkdir()
+    if kind == "symlink":
+        lock.symlink_to(target)
+    elif kind == "fifo":
+        os.mkfifo(lock)
+    else:
+        lock.mkdir()
+    with pytest.raises(statelock.LockError, match=str(lock)):
+        async with statelock.StateLock(lock.parent, timeout=0):
+            pytest.fail("locked through something that is not a regular file")
+    assert target.read_text() == "keep me"
