@@ -18,7 +18,6 @@ from testkit.agent import (
     bind_agent_role,
     condition,
     create_task,
-    freeze,
     get_task,
     install_crds,
     request_run,
@@ -223,7 +222,7 @@ def test_runtime_outage_is_reported_and_recovers(
     wait_for_run(plane, agent, name, "r1")
     (later,) = _unused(containerd, "later")
 
-    thaw = freeze(containerd)
+    containerd.freeze()
     try:
         agent.wait_until(
             "Degraded RuntimeUnavailable",
@@ -236,7 +235,7 @@ def test_runtime_outage_is_reported_and_recovers(
         assert condition(task, "Ready") == ("False", "RuntimeUnavailable")
         assert "nothing removed" in task["status"]["message"]
     finally:
-        thaw()
+        containerd.freeze(frozen=False)
     assert later.id in containerd.image_ids()
     agent.wait_until(
         "Degraded cleared",
@@ -346,7 +345,7 @@ def test_sigterm_mid_run_reports_it_interrupted_and_exits_cleanly(
     name = create_task(plane, policy=_unique("sigterm"), node=node, run_id="r1", selection=NOW)
     wait_for_run(plane, agent, name, "r1")
 
-    thaw = freeze(containerd)  # the next run hangs observing the node
+    containerd.freeze()  # the next run hangs observing the node
     try:
         request_run(plane, name, "r2")
         agent.wait_until(
@@ -356,7 +355,7 @@ def test_sigterm_mid_run_reports_it_interrupted_and_exits_cleanly(
         agent.signal(signal.SIGTERM)
         assert agent.wait_exit(timeout=60) == 0
     finally:
-        thaw()
+        containerd.freeze(frozen=False)
     task = get_task(plane, name)
     assert task["status"]["runId"] == "r2"
     assert task["status"]["completionTime"]

@@ -289,16 +289,3 @@ def bind_agent_role(plane: kube.ControlPlane, name: str) -> None:
         f"--clusterrole={name}",
         f"--serviceaccount=default:{name}",
     )
-
-
-def freeze(node: ContainerdNode) -> Callable[[], None]:
-    """Stop the node's containerd (SIGSTOP: calls hang until their deadline, like a
-    wedged runtime); returns the function that thaws it."""
-    process = node._proc  # the containerd kit has no pause of its own
-    assert process is not None
-    os.kill(process.pid, signal.SIGSTOP)
-
-    def thaw() -> None:
-        os.kill(process.pid, signal.SIGCONT)
-
-    return thaw
