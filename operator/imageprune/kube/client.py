@@ -19,7 +19,7 @@ from typing import Any
 
 import imageprune
 from imageprune.kube.config import Credentials
-from imageprune.kube.errors import ApiError, ConfigError, Gone, KubeError, Unreachable
+from imageprune.kube.errors import ApiError, ConfigError, Gone, Unreachable
 
 DEFAULT_TIMEOUT = 30.0
 # The agent's objects are small; a bigger answer means something is wrong.
@@ -328,6 +328,3 @@ def _describe(err: BaseException) -> str:
     if isinstance(err, asyncio.IncompleteReadError):
         return "the connection closed mid-answer"
     return str(err) or type(err).__name__
-
-
-__all__ = ["Client", "KubeError", "ssl_context"]
