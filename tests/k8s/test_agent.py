@@ -222,12 +222,14 @@ def test_runtime_outage_is_reported_and_recovers(
     wait_for_run(plane, agent, name, "r1")
     (later,) = _unused(containerd, "later")
 
+    assert agent.get("/healthz")[0] == 200
     containerd.freeze()
     try:
         agent.wait_until(
             "Degraded RuntimeUnavailable",
             lambda: condition(get_task(plane, name), "Degraded") == ("True", "RuntimeUnavailable"),
         )
+        agent.wait_until("/healthz failing", lambda: agent.get("/healthz")[0] == 503)
         # The last run's result stays as it was.
         assert condition(get_task(plane, name), "Ready") == ("True", "Succeeded")
         request_run(plane, name, "r2")
@@ -241,6 +243,7 @@ def test_runtime_outage_is_reported_and_recovers(
         "Degraded cleared",
         lambda: condition(get_task(plane, name), "Degraded") == ("False", "RuntimeAvailable"),
     )
+    agent.wait_until("/healthz passing again", lambda: agent.get("/healthz")[0] == 200)
     request_run(plane, name, "r3")
     task = wait_for_run(plane, agent, name, "r3")
     assert condition(task, "Ready") == ("True", "Succeeded")

@@ -151,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         usage_interval=args.usage_interval,
         disk_check_interval=args.disk_check_interval,
         shutdown_grace=args.shutdown_grace,
+        runtime_timeout=args.timeout,
     )
     return asyncio.run(
         _serve(

@@ -53,6 +53,7 @@ class Settings:
     state_dir: Path
     usage_interval: float = 60.0
     disk_check_interval: float = 60.0
+    runtime_timeout: float = 30.0  # the CRI client's deadline per call
     concurrency: int = 64
     # After SIGTERM, how long the current run may go on before it is abandoned.
     shutdown_grace: float = 20.0
@@ -140,7 +141,8 @@ class Agent:
         """Alive when the watch loop runs and the runtime answered recently (or the
         agent has only just started)."""
         watching = "watch" in self._loops and not self._loops["watch"].done()
-        window = max(3 * self.settings.usage_interval, 90.0)
+        # Three usage records missed, each allowed its full deadline.
+        window = 3 * (self.settings.usage_interval + self.settings.runtime_timeout)
         now = time.monotonic()
         contact = self.last_runtime_contact
         runtime_recent = (contact is not None and now - contact < window) or (
