@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime
-import enum
 import functools
 import logging
 import time
@@ -24,16 +23,14 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
 from typing import Any
 
-from imageprune.agent import outcome, status
+from imageprune.agent import outcome, status, writer
 from imageprune.agent.ledger import Ledger
 from imageprune.agent.metrics import Metrics
 from imageprune.agent.status import Reason
-from imageprune.api import names
 from imageprune.api import task as api_task
 from imageprune.api.policy import Mode, Trigger
 from imageprune.kube.backoff import Backoff
 from imageprune.kube.client import Client
-from imageprune.kube.errors import ApiError, KubeError
 from imageprune.kube.watch import Listed, Watcher
 from imageprune.node import disk, executor, service, statelock, usage
 from imageprune.node import report as node_report
@@ -43,7 +40,6 @@ from imageprune_cri import CriClient, CriError
 
 log = logging.getLogger("imageprune.agent")
 
-TASKS_PATH = f"/apis/{names.GROUP}/{names.VERSION}/{names.TASK_PLURAL}"
 Object = Mapping[str, Any]
 
 
@@ -59,13 +55,6 @@ class Settings:
     shutdown_grace: float = 20.0
     # How long status writes are retried after SIGTERM before giving up.
     final_write_timeout: float = 10.0
-
-
-class Written(enum.Enum):
-    OK = "ok"
-    GONE = "gone"  # the task was deleted
-    REFUSED = "refused"  # the apiserver rejected the status (e.g. invalid)
-    GAVE_UP = "gave up"  # the apiserver stayed away past the shutdown deadline
 
 
 class Interrupted(Exception):
@@ -87,7 +76,10 @@ class Agent:
         self.store = usage.UsageStore(settings.state_dir / "usage.json")
         self.ledger = Ledger(settings.state_dir / "agent-runs.json")
         self.watcher = Watcher(
-            kube, TASKS_PATH, field_selector=f"spec.nodeName={settings.node_name}"
+            kube, writer.TASKS_PATH, field_selector=f"spec.nodeName={settings.node_name}"
+        )
+        self.writer = writer.StatusWriter(
+            kube, metrics=metrics, final_write_timeout=settings.final_write_timeout
         )
         self.tasks: dict[str, Object] = {}
         self.runtime_up: bool | None = None  # None until the first answer or failure
@@ -96,7 +88,6 @@ class Agent:
         self._engine = asyncio.Lock()
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
-        self._stopped_at: float | None = None
         self._loops: dict[str, asyncio.Task[None]] = {}
         self._busy: set[str] = set()  # the loops in a run right now
         # Per task, the image filesystem's used bytes after its last disk-pressure run.
@@ -110,7 +101,7 @@ class Agent:
     def stop(self, why: str) -> None:
         if not self._stopping.is_set():
             log.info("%s: stopping", why)
-            self._stopped_at = time.monotonic()
+            self.writer.shutdown_started()
             self._stopping.set()
             self._wake.set()
 
@@ -239,7 +230,7 @@ class Agent:
             now = _now()
             trigger = str((obj.get("spec") or {}).get("trigger") or Trigger.CREATE.value)
             self.metrics.runs.labels(trigger, Reason.INVALID_SELECTION.value).inc()
-            written = await self._write_status(
+            written = await self.writer.write(
                 name,
                 lambda current: status.finished(
                     current,
@@ -253,7 +244,7 @@ class Agent:
                     now=now,
                 ),
             )
-            if written is Written.OK:
+            if written is writer.Written.OK:
                 self.ledger.record(name, run_id)
             return
         completed = await self._execute(
@@ -290,13 +281,13 @@ class Agent:
             trigger,
             "dry run" if dry_run else "enforce",
         )
-        written = await self._write_status(
+        written = await self.writer.write(
             name,
             lambda current: status.started(
                 current, run_id=run_id, trigger=trigger, generation=generation, now=started_at
             ),
         )
-        if written is not Written.OK:
+        if written is not writer.Written.OK:
             return False
         clock = time.monotonic()
         results: list[executor.Result] = []
@@ -364,14 +355,14 @@ class Agent:
                 now=completed_at,
             )
 
-        written = await self._write_status(name, finished(report, message))
-        if written is Written.REFUSED and report is not None:
+        written = await self.writer.write(name, finished(report, message))
+        if written is writer.Written.REFUSED and report is not None:
             # Never leave the run looking unfinished (the operator would wait on it):
             # the conditions and message still tell the truth without the report.
-            written = await self._write_status(
+            written = await self.writer.write(
                 name, finished(None, f"{message} (the report was refused by the apiserver)")
             )
-        return written is Written.OK
+        return written is writer.Written.OK
 
     async def _until_stopped(
         self, prune: Coroutine[Any, Any, service.PruneRun], results: list[executor.Result]
@@ -405,58 +396,6 @@ class Agent:
         self.metrics.bytes_reclaimed.inc(sum(r.image.size for r in taken))
 
     # ---- status writes --------------------------------------------------------------
-
-    async def _write_status(
-        self, name: str, build: status.Builder, *, retry: bool = True
-    ) -> Written:
-        """Read the task, build its new status from the current one, and merge-patch it
-        under the read's resourceVersion (a conflict reads again): never computed from a
-        stale cache. Retried with backoff while the apiserver is away, each retry logged;
-        after SIGTERM only for final_write_timeout; without `retry`, tried once."""
-        path = f"{TASKS_PATH}/{name}"
-        backoff = Backoff()
-        while True:
-            try:
-                obj = await self.kube.get(path)
-                body = build(obj.get("status") or {})
-                if body is None:
-                    return Written.OK
-                version = obj.get("metadata", {}).get("resourceVersion")
-                await self.kube.merge_patch(
-                    f"{path}/status", {"metadata": {"resourceVersion": version}, "status": body}
-                )
-                return Written.OK
-            except ApiError as err:
-                if err.status == 404:
-                    log.info("task %s is gone; its status is not written", name)
-                    return Written.GONE
-                if err.status == 409:
-                    continue  # changed since read: read again
-                if not err.retryable:
-                    log.error("task %s: the apiserver refused the status: %s", name, err)
-                    self.metrics.errors.labels("apiserver").inc()
-                    return Written.REFUSED
-                problem: KubeError = err
-            except KubeError as err:
-                problem = err
-            self.metrics.errors.labels("apiserver").inc()
-            if not retry:
-                log.warning("task %s: cannot write status: %s", name, problem)
-                return Written.GAVE_UP
-            if self._stopped_at is not None and (
-                time.monotonic() - self._stopped_at > self.settings.final_write_timeout
-            ):
-                log.error("task %s: giving up writing its status at shutdown: %s", name, problem)
-                return Written.GAVE_UP
-            delay = backoff.next_delay()
-            log.warning(
-                "task %s: cannot write status (attempt %d): %s; retrying in %.1fs",
-                name,
-                backoff.attempts,
-                problem,
-                delay,
-            )
-            await asyncio.sleep(delay)
 
     # ---- usage records and the runtime's condition ------------------------------------
 
@@ -515,7 +454,7 @@ class Agent:
                 )
                 is None
             ):
-                continue  # as the cache last saw it; _write_status re-checks the fresh one
+                continue  # as the cache last saw it; the writer re-checks the fresh one
             build = functools.partial(
                 status.runtime_condition,
                 available=up,
@@ -525,7 +464,7 @@ class Agent:
             )
             # Best effort: the next usage tick looks again, so it must not wait here
             # (holding the engine lock) for an apiserver that is away.
-            await self._write_status(name, build, retry=False)
+            await self.writer.write(name, build, retry=False)
 
     # ---- disk pressure ------------------------------------------------------------
 

@@ -25,6 +25,7 @@ DEFAULT_TIMEOUT = 30.0
 # The agent's objects are small; a bigger answer means something is wrong.
 MAX_BODY = 32 * 1024 * 1024
 _READ = 64 * 1024
+_CLOSE_TIMEOUT = 2.0
 
 JsonObject = dict[str, Any]
 
@@ -173,6 +174,10 @@ class Client:
         finally:
             if writer is not None:
                 writer.close()
+                # TLS says goodbye asynchronously: wait (briefly) so no transport outlives
+                # its request.
+                with contextlib.suppress(OSError, TimeoutError):
+                    await asyncio.wait_for(writer.wait_closed(), _CLOSE_TIMEOUT)
 
     def _request_head(
         self, method: str, target: str, body: bytes | None, content_type: str | None
