@@ -28,7 +28,7 @@ from testkit.agent import (
 from testkit.containerd import SANDBOX_IMAGE, ContainerdNode, Factory
 from testkit.kube import ControlPlane
 
-pytestmark = [pytest.mark.k8s, pytest.mark.cri]
+pytestmark = pytest.mark.k8s  # and a real containerd per test, as the cri tests
 
 NOW = {"unusedFor": "0s"}  # images first seen a moment ago count as unused
 
