@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -81,12 +82,19 @@ def peer(
 
 
 def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="ipb-agent-"))
+    try:
+        measure(work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(work: Path) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--flavour", choices=containerd_kit.FLAVOURS, default="2.x")
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="ipb-agent-"))
     apiserver = binaries.require_binary("kube-apiserver")
     plane = ControlPlane(
         work / "kube",
