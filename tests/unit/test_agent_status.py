@@ -124,3 +124,35 @@ def test_runtime_condition_is_written_once_per_change() -> None:
 def test_runtime_back_does_not_clear_a_run_failure() -> None:
     failed = _finish(_start(), Reason.REMOVALS_FAILED)
     assert _runtime(failed, available=True) is None
+
+
+def _task(
+    spec_run: object, status_run: str | None = None, completed: bool = False
+) -> dict[str, object]:
+    current: dict[str, object] = {}
+    if status_run:
+        current["runId"] = status_run
+    if completed:
+        current["completionTime"] = "2026-11-29T18:01:00Z"
+    return {"spec": {"runId": spec_run}, "status": current}
+
+
+@pytest.mark.parametrize(
+    ("task", "done", "wanted"),
+    [
+        (_task("r1"), None, "r1"),  # a new task
+        (_task("r2", "r1", completed=True), "r1", "r2"),  # a new run id
+        (_task("r1", "r1", completed=True), None, None),  # completed per the status
+        (_task("r1", "r1"), None, "r1"),  # started, never completed: a crash; again
+        (_task("r1", "r1"), "r1", None),  # ... unless this process completed it
+        (_task("r1", "disk-20261129T180000Z", completed=True), "r1", None),  # after a disk run
+        (_task("r2", "disk-20261129T180000Z", completed=True), "r1", "r2"),
+        (_task(""), None, None),
+        (_task(None), None, None),
+        ({"spec": None, "status": None}, None, None),
+    ],
+)
+def test_which_run_a_task_wants(
+    task: dict[str, object], done: str | None, wanted: str | None
+) -> None:
+    assert status.wanted_run(task, done=done) == wanted

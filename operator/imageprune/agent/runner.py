@@ -189,7 +189,7 @@ class Agent:
                 if self._stopping.is_set():
                     return
                 obj = self.tasks.get(name)
-                run_id = self._wanted(name, obj) if obj else None
+                run_id = status.wanted_run(obj, done=self.ledger.done(name)) if obj else None
                 if obj is not None and run_id is not None:
                     await self._exclusively(
                         "work", functools.partial(self._requested_run, name, obj, run_id)
@@ -205,17 +205,6 @@ class Agent:
                 await run()
             finally:
                 self._busy.discard(loop)
-
-    def _wanted(self, name: str, obj: Object) -> str | None:
-        """The spec.runId to run now, or None: done by this node already (ledger), or
-        completed per the status (e.g. by an earlier agent process with a lost ledger)."""
-        run_id = (obj.get("spec") or {}).get("runId")
-        current = obj.get("status") or {}
-        if not isinstance(run_id, str) or not run_id or self.ledger.done(name) == run_id:
-            return None
-        if current.get("runId") == run_id and current.get("completionTime"):
-            return None
-        return run_id
 
     async def _requested_run(self, name: str, obj: Object, run_id: str) -> None:
         generation = int(obj.get("metadata", {}).get("generation") or 0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import enum
 from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from imageprune.api import conditions, times
 from imageprune.api.conditions import Status, Type
@@ -29,6 +30,21 @@ class Reason(enum.StrEnum):
     INTERRUPTED = "Interrupted"
     NODE_BUSY = "NodeBusy"  # another prune (e.g. a person's CLI) holds the node's lock
     INTERNAL_ERROR = "InternalError"
+
+
+def wanted_run(task: Mapping[str, Any], *, done: str | None) -> str | None:
+    """The spec.runId to run now, or None: this node completed it already (`done`, from
+    the ledger: after a disk-pressure run the status shows that run's id instead), or
+    the status says it completed (e.g. by an earlier agent process that lost its
+    ledger). A status naming it without completionTime is a run cut short by a crash:
+    it runs again."""
+    run_id = (task.get("spec") or {}).get("runId")
+    current = task.get("status") or {}
+    if not isinstance(run_id, str) or not run_id or done == run_id:
+        return None
+    if current.get("runId") == run_id and current.get("completionTime"):
+        return None
+    return run_id
 
 
 def started(
