@@ -44,16 +44,7 @@ async def observe(
     records = usage.observe(
         store.load(), images=snapshot.images, containers=snapshot.containers, now=now
     )
-    try:
-        store.save(records)
-    except OSError as err:
-        # Not fatal: this run still plans from what it observed; age clocks just
-        # will not survive it, and unusedFor depends on them.
-        log.warning(
-            "cannot save usage records in %s: %s; image ages will not survive this run",
-            store.path.parent,
-            err.strerror,
-        )
+    _save(store, records)
     plan = planner.plan(
         images=snapshot.images,
         containers=snapshot.containers,
@@ -67,6 +58,30 @@ async def observe(
         # A protection that protects nothing is often a typo; say so every run.
         log.warning("exclude pattern %r matches no image on this node", pattern)
     return Observation(snapshot, records, plan, now)
+
+
+async def record_usage(
+    cri: CriClient, *, store: usage.UsageStore, now: datetime.datetime
+) -> dict[str, usage.UsageRecord]:
+    """Note which images containers use right now, without planning: called between
+    runs, so that unusedFor counts from an image's real last use."""
+    images, containers = await asyncio.gather(cri.list_images(), cri.list_containers())
+    records = usage.observe(store.load(), images=images, containers=containers, now=now)
+    _save(store, records)
+    return records
+
+
+def _save(store: usage.UsageStore, records: dict[str, usage.UsageRecord]) -> None:
+    try:
+        store.save(records)
+    except OSError as err:
+        # Not fatal: planning goes on from what was observed; age clocks just will
+        # not survive, and unusedFor depends on them.
+        log.warning(
+            "cannot save usage records in %s: %s; image ages will not survive a restart",
+            store.path.parent,
+            err.strerror,
+        )
 
 
 async def prune(

@@ -1,0 +1,79 @@
+"""`imageprune agent` refuses bad usage before it starts anything: exit 2 and a message
+naming the flag or file."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from imageprune.agent import main as agent_main
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    # main() installs its own handler on the root logger.
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def _run(argv: list[str]) -> int:
+    try:
+        return agent_main.main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    assert isinstance(code, int)
+    return code
+
+
+def test_the_node_name_is_required(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("NODE_NAME", raising=False)
+    assert _run(["--kubeconfig", "/dev/null"]) == 2
+    assert "--node-name (or $NODE_NAME) is required" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--usage-interval", "0s"], "under one second"),
+        (["--disk-check-interval", "soon"], "--disk-check-interval"),
+        (["--metrics-port", "70000"], "not a port number"),
+        (["--metrics-port", "9000", "--health-port", "9000"], "must differ"),
+        (["--timeout", "-1"], "between 0 and 3600"),
+        (["--log-format", "xml"], "invalid choice"),
+    ],
+)
+def test_bad_flags(flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert _run(["--node-name", "n", *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        (["--kubeconfig", "/nonexistent/kubeconfig"], "does not exist"),
+        (["--runtime-endpoint", "tcp://10.0.0.1:1"], "not a unix socket"),
+    ],
+)
+def test_unusable_kubeconfig_or_endpoint(
+    flags: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kubeconfig = tmp_path / "kc"
+    kubeconfig.write_text(
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\n"
+        "current-context: x\n"
+    )
+    argv = ["--node-name", "n", "--kubeconfig", str(kubeconfig), *flags]
+    assert _run(argv) == 2
+    assert message in capsys.readouterr().err
