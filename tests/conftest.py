@@ -8,6 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from testkit import containerd as containerd_kit
+from testkit import crds
+from testkit.kube import ControlPlane, kube_control_plane
+
+__all__ = ["imageprune_crds", "kube_control_plane"]
 
 
 @pytest.fixture(params=containerd_kit.FLAVOURS)
@@ -22,6 +26,13 @@ def containerd_factory() -> Iterator[containerd_kit.Factory]:
     """Start as many nodes as a test needs; all are stopped at teardown."""
     with contextlib.ExitStack() as stack:
         yield lambda flavour: stack.enter_context(containerd_kit.running(flavour))
+
+
+@pytest.fixture(scope="module")
+def imageprune_crds(kube_control_plane: ControlPlane) -> Iterator[list[str]]:
+    """The chart's CRDs (charts/imageprune/crds), installed for one test module."""
+    with crds.installed(kube_control_plane) as names:
+        yield names
 
 
 _KINDS = frozenset({"unit", "cri", "k8s", "e2e"})

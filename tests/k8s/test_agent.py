@@ -19,7 +19,6 @@ from testkit.agent import (
     condition,
     create_task,
     get_task,
-    install_crds,
     request_run,
     restart_apiserver,
     service_account_kubeconfig,
@@ -41,8 +40,7 @@ def _unique(prefix: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def plane(kube_control_plane: ControlPlane) -> ControlPlane:
-    install_crds(kube_control_plane)
+def plane(kube_control_plane: ControlPlane, imageprune_crds: list[str]) -> ControlPlane:
     return kube_control_plane
 
 

@@ -13,7 +13,7 @@ from imageprune.kube import config
 from imageprune.kube.client import Client
 from imageprune.kube.errors import ApiError, Gone, Unreachable
 from imageprune.kube.watch import Changed, Listed, Watcher
-from testkit.agent import create_task, install_crds, request_run
+from testkit.agent import create_task, request_run
 from testkit.kube import ControlPlane
 
 pytestmark = pytest.mark.k8s
@@ -22,8 +22,7 @@ TASKS = f"/apis/{names.GROUP}/{names.VERSION}/{names.TASK_PLURAL}"
 
 
 @pytest.fixture(scope="module")
-def plane(kube_control_plane: ControlPlane) -> ControlPlane:
-    install_crds(kube_control_plane)
+def plane(kube_control_plane: ControlPlane, imageprune_crds: list[str]) -> ControlPlane:
     return kube_control_plane
 
 

@@ -22,18 +22,10 @@ from imageprune.api.policy import Mode, Trigger
 from testkit import kube
 from testkit.containerd import ContainerdNode
 
-CRD_DIR = Path(__file__).resolve().parents[2] / "charts" / "imageprune" / "crds"
 # The operator sets the policy as owner; no garbage collector runs here, so any uid does.
 POLICY_UID = "00000000-0000-4000-8000-000000000001"
 
 Task = dict[str, Any]
-
-
-def install_crds(plane: kube.ControlPlane) -> None:
-    """Apply exactly the chart's CRD files and wait until they serve."""
-    for path in sorted(CRD_DIR.glob("*.yaml")):
-        for name in plane.apply_crd(path):
-            plane.wait_established(name)
 
 
 def import_path() -> str:
