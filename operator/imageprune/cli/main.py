@@ -58,6 +58,10 @@ _EPILOG = (
     + """
 Never removed, whatever the flags: images used by any container (running, created
 or exited), pinned images, and the runtime's pod sandbox (pause) image.
+
+cluster components (see `imageprune operator --help`, `imageprune agent --help`):
+  operator  turns ImagePrunePolicies into per-node tasks, rolls runs out in waves
+  agent     one per node: runs its node's tasks with the same engine as `prune`
 """
 )
 
