@@ -1,8 +1,9 @@
 """Which run (spec.runId) of each task this node has completed, kept in the state dir.
 
-A disk-pressure run writes a runId of its own into the task status, so after one the
-status no longer shows that the operator's run was done; without this record a
-restarted agent would run it again. Losing the file is safe: at worst one run repeats."""
+A disk-pressure run before the operator's run is done writes a runId of its own into
+the task status, so the status alone cannot tell which operator run was done; without
+this record a restarted agent would run one again. Losing the file is safe: at worst
+one run repeats."""
 
 from __future__ import annotations
 

@@ -471,7 +471,16 @@ class Agent:
                 if fs.used_bytes <= self._disk_left_at.get(name, -1):
                     continue  # still where the last disk run left it: that run did its best
                 selection, mode = due
-                run_id = "disk-" + _now().strftime("%Y%m%dT%H%M%SZ")
+                # After finishing the operator's run, report under its id: a disk run of
+                # its own id would make the operator read this node as pending for that
+                # run, which it already did, and the rollout would never complete.
+                finished = self.ledger.done(name)
+                released = (obj.get("spec") or {}).get("runId")
+                run_id = (
+                    finished
+                    if finished and finished == released
+                    else "disk-" + _now().strftime("%Y%m%dT%H%M%SZ")
+                )
                 log.info(
                     "task %s: image filesystem %.1f%% full, at or above highPercent %g: run %s",
                     name,
