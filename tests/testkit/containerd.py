@@ -260,9 +260,26 @@ class ContainerdNode:
         built = oci.build_archive(archive, specs)
         self.import_image(archive)
         archive.unlink()
-        for image in built:
-            self.wait_image(image.id)
+        self._wait_listed(built)
         return built
+
+    def _wait_listed(self, built: list[oci.BuiltImage], timeout: float = 10.0) -> None:
+        """The CRI image cache follows containerd's image events, one per tag, so an
+        image may be listed before all its tags are: wait for every tag."""
+        deadline = time.monotonic() + timeout
+        while True:
+            listed = {
+                i.id: set(i.repo_tags)
+                for i in self.images.ListImages(api_pb2.ListImagesRequest(), timeout=30).images
+            }
+            missing = [
+                b for b in built if b.id not in listed or not set(b.repo_tags) <= listed[b.id]
+            ]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not listed with all tags after {timeout}s: {missing}")
+            time.sleep(0.05)
 
     def add_image(self, **spec: object) -> oci.BuiltImage:
         """add_images for one image: `spec` holds oci.ImageSpec's fields."""
