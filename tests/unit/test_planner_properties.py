@@ -22,6 +22,8 @@ from imageprune.policy import references
 from imageprune.policy.references import Pattern
 from imageprune.policy.selection import DiskTarget, Scope, Selection
 from imageprune_cri.types import Container, ContainerState, Image
+from testkit import builders
+from testkit.builders import HOUR, NOW, image_id
 
 pytestmark = [
     pytest.mark.unit,
@@ -30,8 +32,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict:DeprecationWarning"),
 ]
 
-NOW = datetime.datetime(2025, 6, 1, tzinfo=datetime.UTC)
-HOUR = datetime.timedelta(hours=1)
 _T = TypeVar("_T")
 
 # Few names, so images, containers and patterns collide often.
@@ -58,10 +58,6 @@ PATTERNS = tuple(
         "*",
     )
 )
-
-
-def _id(n: int) -> str:
-    return f"sha256:{n:064x}"
 
 
 def _familiar(normalized: str) -> str:
@@ -93,18 +89,18 @@ def _images(draw: st.DrawFn, *, min_size: int = 0) -> list[Image]:
         )
         taken.update(references.normalize_reference(t) for t in tags)
         digests = tuple(
-            f"{repository}@{_id(1000 + n)}"
+            f"{repository}@{image_id(1000 + n)}"
             for repository in draw(st.lists(st.sampled_from(REPOSITORIES), max_size=2, unique=True))
         )
         created = draw(st.none() | st.integers(-5, 2000).map(lambda h: NOW - h * HOUR))
         images.append(
-            Image(
-                id=_id(n),
-                repo_tags=tags,
-                repo_digests=digests,
+            builders.image(
+                n,
+                *tags,
+                digests=digests,
                 size=draw(st.integers(0, 20)),
                 pinned=draw(st.integers(0, 7)) == 7,
-                created_at=created,
+                created=created,
             )
         )
     return images
@@ -122,7 +118,7 @@ def _references_to(images: list[Image]) -> st.SearchStrategy[str]:
             *image.repo_digests,
         )
     ]
-    unknown = st.sampled_from(["", "busybox:1", _id(999), "quay.io/a/b:9"])
+    unknown = st.sampled_from(["", "busybox:1", image_id(999), "quay.io/a/b:9"])
     return (st.sampled_from(known) | unknown) if known else unknown
 
 
@@ -130,14 +126,12 @@ def _references_to(images: list[Image]) -> st.SearchStrategy[str]:
 def _containers(draw: st.DrawFn, images: list[Image]) -> list[Container]:
     count = draw(st.integers(0, 4))
     return [
-        Container(
-            id=f"c{n}",
-            name=draw(st.sampled_from(["web", "job", "db", ""])),
-            pod_sandbox_id="pod",
+        builders.container(
+            draw(st.sampled_from(["web", "job", "db", ""])),
             image=draw(_references_to(images)),
             image_ref=draw(_references_to(images)),
             state=draw(st.sampled_from(list(ContainerState))),
-            created_at=NOW,
+            container_id=f"c{n}",
         )
         for n in range(count)
     ]
@@ -200,14 +194,13 @@ class Scenario:
     selection: Selection
 
     def plan(self) -> Plan:
-        return planner.plan(
-            images=self.images,
+        return builders.make_plan(
+            self.images,
             containers=self.containers,
             sandbox_images=() if self.sandbox_image is None else (self.sandbox_image,),
             usage=self.usage,
             disk=self.disk,
             selection=self.selection,
-            now=NOW,
         )
 
 
