@@ -15,7 +15,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 stage=${MUTATE_DIR:-/tmp/imageprune-mutate}
 jobs=${MUTATE_JOBS:-1}
-export PYTHONPATH=$root/cri
+export PYTHONPATH=$root/cri:$root/hack  # hack/: the mutation_order plugin
 
 copy_tests() {  # $1: destination root
   rm -rf "$1/tests"
@@ -23,8 +23,15 @@ copy_tests() {  # $1: destination root
   cp -r "$root/tests/conftest.py" "$root/tests/testkit" "$root/tests/unit" "$1/tests/"
 }
 
+source_hash() { find "$root/operator/imageprune" -name '*.py' -print0 | sort -z | xargs -0 cat | sha256sum; }
+
 if [[ "${1:-}" == "--survivors" ]]; then
   cd "$stage"
+  # New tests against the mutants of old code would "kill" them by failing anyway.
+  if [[ "$(source_hash)" != "$(cat source.sha256)" ]]; then
+    echo "operator/imageprune changed since the staged run: run hack/mutate.sh afresh" >&2
+    exit 1
+  fi
   mapfile -t survivors < <(mutmut results | awk -F': ' '$2 == "survived" {print $1}' | tr -d ' ')
   if [[ ${#survivors[@]} -eq 0 ]]; then
     echo "no survivors to rerun"
@@ -50,6 +57,7 @@ cp -r "$root/operator/imageprune" "$stage/src/"
 copy_tests "$stage"
 cp -r "$root/deploy" "$root/docs" "$stage/"  # read by some unit tests
 cp "$root/pyproject.toml" "$stage/"
+source_hash >"$stage/source.sha256"
 cat >>"$stage/pyproject.toml" <<EOF
 
 [tool.mutmut]
@@ -59,7 +67,7 @@ also_copy = ["deploy", "docs"]
 pytest_add_cli_args_test_selection = ["tests/unit"]
 # The first two run Python from the repository root, which the stage is not; the
 # timing test cannot pass under mutmut's tracing.
-pytest_add_cli_args = ["-q", "-p", "no:cacheprovider",
+pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-p", "mutation_order",
   "--ignore=tests/unit/test_layout.py", "--ignore=tests/unit/test_generated_code.py",
   "--deselect=tests/unit/test_planner.py::test_plans_ten_thousand_images_quickly"]
 EOF

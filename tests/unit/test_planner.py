@@ -194,7 +194,9 @@ class TestRecentlyUsed:
     def test_images_without_a_record_count_as_first_seen_now(self) -> None:
         plan = make_plan([image(1, "a")], usage={}, selection=self.SELECTION)
         assert verdict(plan, 1).reason is Reason.RECENTLY_USED
-        assert "no usage record yet" in verdict(plan, 1).detail
+        assert verdict(plan, 1).detail == (
+            "no usage record yet (counts as first seen now); policy needs 7d unused"
+        )
 
     def test_zero_means_no_wait(self) -> None:
         plan = make_plan(

@@ -124,3 +124,21 @@ class TestKeepLatestPerRepository:
         plan = make_plan(images, selection=selection(keep_latest_per_repository=1))
         assert removed(plan) == [2, 4]
         assert reasons(plan)[image_id(1)] is reasons(plan)[image_id(3)] is Reason.KEPT_LATEST
+
+    def test_a_name_that_does_not_parse_hides_no_other_name(self) -> None:
+        images = [
+            image(1, "app@notadigest", "app:1", created=NOW - 1 * DAY),
+            image(2, "app:2", created=NOW - 2 * DAY),
+        ]
+        plan = make_plan(images, selection=selection(keep_latest_per_repository=1))
+        assert reasons(plan)[image_id(1)] is Reason.KEPT_LATEST
+        assert removed(plan) == [2]
+
+
+def test_localhost_is_a_registry_not_a_docker_hub_namespace() -> None:
+    # Were "localhost" read as a Docker Hub namespace, include docker.io/* would
+    # select locally built images.
+    images = [image(1, "localhost/app:1"), image(2, "myorg/app:1")]
+    plan = make_plan(images, selection=selection(include=["docker.io/*"]))
+    assert removed(plan) == [2]
+    assert reasons(plan)[image_id(1)] is Reason.NOT_INCLUDED
