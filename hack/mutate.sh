@@ -4,7 +4,8 @@
 #
 #   hack/mutate.sh                           # policy/, node/planner, users, executor
 #   hack/mutate.sh node/users.py policy/references.py
-#   hack/mutate.sh --survivors               # after adding tests: rerun last survivors
+#   hack/mutate.sh --resume                  # same code, new tests: finish an interrupted
+#                                            # run, then retry its survivors
 #
 # mutmut names mutants after the file path ("src." stripped), so our layout
 # (operator/imageprune, no operator/__init__.py) would give keys that never match
@@ -15,7 +16,10 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 stage=${MUTATE_DIR:-/tmp/imageprune-mutate}
 jobs=${MUTATE_JOBS:-1}
-export PYTHONPATH=$root/cri:$root/hack  # hack/: the mutation_order plugin
+export PYTHONPATH=$root/cri:$root/hack
+# Example tests first (hack/mutation_order.py); passed to pytest through the
+# environment, since a change to mutmut's own pytest arguments discards its results.
+export PYTEST_ADDOPTS="-p mutation_order"
 
 copy_tests() {  # $1: destination root
   rm -rf "$1/tests"
@@ -25,21 +29,20 @@ copy_tests() {  # $1: destination root
 
 source_hash() { find "$root/operator/imageprune" -name '*.py' -print0 | sort -z | xargs -0 cat | sha256sum; }
 
-if [[ "${1:-}" == "--survivors" ]]; then
+if [[ "${1:-}" == "--resume" ]]; then
   cd "$stage"
   # New tests against the mutants of old code would "kill" them by failing anyway.
   if [[ "$(source_hash)" != "$(cat source.sha256)" ]]; then
     echo "operator/imageprune changed since the staged run: run hack/mutate.sh afresh" >&2
     exit 1
   fi
+  # Only the tests changed: the mutated sources stay as generated.
+  copy_tests . && copy_tests mutants
+  rm -f mutants/mutmut-stats.json  # new tests must be mapped to the functions they reach
+  mutmut run --max-children "$jobs" >>mutmut.log 2>&1  # the mutants not yet checked
   mapfile -t survivors < <(mutmut results | awk -F': ' '$2 == "survived" {print $1}' | tr -d ' ')
-  if [[ ${#survivors[@]} -eq 0 ]]; then
-    echo "no survivors to rerun"
-  else
-    # Only the tests changed: the mutated sources stay as generated.
-    copy_tests . && copy_tests mutants
-    rm -f mutants/mutmut-stats.json  # new tests must be mapped to the functions they reach
-    mutmut run --max-children "$jobs" "${survivors[@]}"
+  if [[ ${#survivors[@]} -gt 0 ]]; then
+    mutmut run --max-children "$jobs" "${survivors[@]}" >>mutmut.log 2>&1
   fi
   exec python3 "$root/hack/mutation_report.py"
 fi
@@ -67,7 +70,7 @@ also_copy = ["deploy", "docs"]
 pytest_add_cli_args_test_selection = ["tests/unit"]
 # The first two run Python from the repository root, which the stage is not; the
 # timing test cannot pass under mutmut's tracing.
-pytest_add_cli_args = ["-q", "-p", "no:cacheprovider", "-p", "mutation_order",
+pytest_add_cli_args = ["-q", "-p", "no:cacheprovider",
   "--ignore=tests/unit/test_layout.py", "--ignore=tests/unit/test_generated_code.py",
   "--deselect=tests/unit/test_planner.py::test_plans_ten_thousand_images_quickly"]
 EOF

@@ -306,6 +306,7 @@ class TestDiskTarget:
         for disk in (None, DiskUsage(0, 0)):
             plan = make_plan(self.IMAGES, usage=self.USAGE, disk=disk, selection=self.SELECTION)
             assert {v.detail for v in plan.verdicts} == {"disk usage unknown"}
+            assert set(reasons(plan).values()) == {Reason.DISK_BELOW_TARGET}
             assert plan.removable == ()
 
     def test_disk_figures_without_a_target_change_nothing(self) -> None:

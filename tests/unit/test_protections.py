@@ -60,6 +60,16 @@ class TestHighMark:
         assert (removed(_disk_plan(used, high=84.5, low=80)) != []) is acts
 
 
+def test_any_known_capacity_counts_however_small() -> None:
+    # Only a zero capacity means "unknown"; a full one-byte filesystem is full.
+    plan = make_plan(
+        [image(1, "app:1", size=1)],
+        disk=DiskUsage(1, 1),
+        selection=selection(disk=DiskTarget(high_percent=85, low_percent=80)),
+    )
+    assert removed(plan) == [1]
+
+
 class TestLowMark:
     def test_half_a_percent_above_low_removes_one_more(self) -> None:
         # 86% -> 80.5% after the first removal: still above 80%, so one more.
