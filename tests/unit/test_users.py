@@ -22,7 +22,11 @@ PINNED_REFERENCE = f"nginx:1.25@{DIGEST}"
 def _users_of(reference: str, target: Image, *, field: str = "image") -> list[str]:
     """Names of the containers found using `target` when one container was created
     with `reference` in `field` ("image" or "image_ref")."""
-    made = container("web", **{field: reference})
+    made = (
+        container("web", image=reference)
+        if field == "image"
+        else container("web", image_ref=reference)
+    )
     return [c.name for c in users.of_image(target, users.index([made]))]
 
 
