@@ -20,6 +20,7 @@ from testkit.builders import (
     record,
     removed,
     selection,
+    verdict,
 )
 
 pytestmark = pytest.mark.unit
@@ -48,6 +49,7 @@ class TestHighMark:
         plan = _disk_plan(845, high=85, low=80)
         assert removed(plan) == []
         assert set(reasons(plan).values()) == {Reason.DISK_BELOW_TARGET}
+        assert verdict(plan, 1).detail == "image filesystem at 84% < high 85%"
 
     def test_one_byte_below_does_not_act(self) -> None:
         assert removed(_disk_plan(849, high=85, low=80)) == []
@@ -75,7 +77,10 @@ class TestLowMark:
         # 86% -> 80.5% after the first removal: still above 80%, so one more.
         plan = _disk_plan(860, high=85, low=80, sizes=(55, 10, 10))
         assert removed(plan) == [1, 2]
-        assert reasons(plan)[image_id(3)] is Reason.DISK_BELOW_TARGET
+        assert verdict(plan, 3).reason is Reason.DISK_BELOW_TARGET
+        assert verdict(plan, 3).detail == (
+            "image filesystem at 79% <= low 80% once 2 less recently used images are removed"
+        )
 
     def test_exactly_at_low_stops(self) -> None:
         plan = _disk_plan(860, high=85, low=80, sizes=(60, 10, 10))

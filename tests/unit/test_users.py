@@ -72,6 +72,14 @@ class TestEachKeyAlone:
         assert _users_of(image_id(1), target, field="image_ref") == ["web"]
 
 
+def test_a_reference_meeting_several_names_is_one_user() -> None:
+    # Tag, repo digest and bare digest all meet keys of the one reference.
+    target = image(
+        1, "docker.io/library/nginx:1.25", digests=(f"docker.io/library/nginx@{DIGEST}",)
+    )
+    assert _users_of(PINNED_REFERENCE, target) == ["web"]
+
+
 class TestNeighboursAreNotUsers:
     @pytest.mark.parametrize(
         "target",
