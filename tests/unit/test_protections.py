@@ -157,3 +157,11 @@ def test_localhost_is_a_registry_not_a_docker_hub_namespace() -> None:
     plan = make_plan(images, selection=selection(include=["docker.io/*"]))
     assert removed(plan) == [2]
     assert reasons(plan)[image_id(1)] is Reason.NOT_INCLUDED
+
+
+def test_a_tagless_pattern_means_latest_whatever_its_wildcards() -> None:
+    # "myorg*/app" names no tag, so like "nginx" it means ":latest".
+    images = [image(1, "myorg1/app:latest"), image(2, "myorg1/app:2")]
+    plan = make_plan(images, selection=selection(include=["myorg*/app"]))
+    assert removed(plan) == [1]
+    assert reasons(plan)[image_id(2)] is Reason.NOT_INCLUDED
