@@ -4,97 +4,30 @@ import dataclasses
 import datetime
 import random
 import time
-from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
 import pytest
 
-from imageprune.node import planner
 from imageprune.node.disk import DiskUsage
 from imageprune.node.planner import Plan, Reason
-from imageprune.node.usage import UsageRecord
 from imageprune.policy.references import Pattern
 from imageprune.policy.selection import DiskTarget, Scope, Selection
-from imageprune_cri.types import Container, ContainerState, Image
+from imageprune_cri.types import ContainerState
+from testkit.builders import (
+    DAY,
+    GIB,
+    HOUR,
+    NOW,
+    container,
+    image,
+    image_id,
+    make_plan,
+    reasons,
+    record,
+    verdict,
+)
 
 pytestmark = pytest.mark.unit
-
-NOW = datetime.datetime(2025, 6, 1, 12, 0, tzinfo=datetime.UTC)
-HOUR = datetime.timedelta(hours=1)
-DAY = datetime.timedelta(days=1)
-GIB = 2**30
-DEFAULT_SELECTION = Selection()
-
-
-def image_id(n: int) -> str:
-    return f"sha256:{n:064x}"
-
-
-def image(
-    n: int,
-    *tags: str,
-    size: int = GIB,
-    created: datetime.datetime | None = None,
-    pinned: bool = False,
-    digests: tuple[str, ...] = (),
-) -> Image:
-    return Image(
-        id=image_id(n),
-        repo_tags=tags,
-        repo_digests=digests,
-        size=size,
-        pinned=pinned,
-        created_at=created,
-    )
-
-
-def container(
-    name: str,
-    *,
-    image: str = "",
-    image_ref: str = "",
-    state: ContainerState = ContainerState.RUNNING,
-) -> Container:
-    return Container(
-        id=f"id-{name}",
-        name=name,
-        pod_sandbox_id="pod",
-        image=image,
-        image_ref=image_ref,
-        state=state,
-        created_at=NOW,
-    )
-
-
-def make_plan(
-    images: Sequence[Image],
-    *,
-    containers: Sequence[Container] = (),
-    sandbox_images: tuple[str, ...] = (),
-    usage: Mapping[str, UsageRecord] | None = None,
-    disk: DiskUsage | None = None,
-    selection: Selection = DEFAULT_SELECTION,
-) -> Plan:
-    return planner.plan(
-        images=images,
-        containers=containers,
-        sandbox_images=sandbox_images,
-        usage=usage
-        if usage is not None
-        else {i.id: UsageRecord(NOW - 30 * DAY, None) for i in images},
-        disk=disk,
-        selection=selection,
-        now=NOW,
-    )
-
-
-def reasons(plan: Plan) -> dict[str, Reason]:
-    return {v.image.id: v.reason for v in plan.verdicts}
-
-
-def verdict(plan: Plan, n: int) -> planner.Verdict:
-    [found] = [v for v in plan.verdicts if v.image.id == image_id(n)]
-    return found
 
 
 class TestInUse:
@@ -318,8 +251,8 @@ class TestRecentlyUsed:
 
     def test_by_last_use(self) -> None:
         usage = {
-            image_id(1): UsageRecord(NOW - 60 * DAY, NOW - 3 * HOUR),
-            image_id(2): UsageRecord(NOW - 60 * DAY, NOW - 7 * DAY),
+            image_id(1): record(60 * DAY, 3 * HOUR),
+            image_id(2): record(60 * DAY, 7 * DAY),
         }
         plan = make_plan([image(1, "a"), image(2, "b")], usage=usage, selection=self.SELECTION)
         assert verdict(plan, 1).reason is Reason.RECENTLY_USED
@@ -328,7 +261,7 @@ class TestRecentlyUsed:
         assert verdict(plan, 2).detail == "no container uses it; last used 7d ago"
 
     def test_never_used_images_count_from_first_seen(self) -> None:
-        usage = {image_id(1): UsageRecord(NOW - 2 * DAY, None)}
+        usage = {image_id(1): record(2 * DAY)}
         plan = make_plan([image(1, "a")], usage=usage, selection=self.SELECTION)
         assert verdict(plan, 1).reason is Reason.RECENTLY_USED
         assert verdict(plan, 1).detail == (
@@ -338,7 +271,9 @@ class TestRecentlyUsed:
     def test_images_without_a_record_count_as_first_seen_now(self) -> None:
         plan = make_plan([image(1, "a")], usage={}, selection=self.SELECTION)
         assert verdict(plan, 1).reason is Reason.RECENTLY_USED
-        assert "no usage record yet" in verdict(plan, 1).detail
+        assert verdict(plan, 1).detail == (
+            "no usage record yet (counts as first seen now); policy needs 7d unused"
+        )
 
     def test_zero_means_no_wait(self) -> None:
         plan = make_plan(
@@ -406,9 +341,7 @@ class TestKeptLatest:
 class TestDiskTarget:
     SELECTION = Selection(disk=DiskTarget(high_percent=85, low_percent=80))
     # Least recently used first: 1, 2, 3.
-    USAGE: ClassVar = {
-        image_id(n): UsageRecord(NOW - 30 * DAY, NOW - (10 - n) * DAY) for n in (1, 2, 3)
-    }
+    USAGE: ClassVar = {image_id(n): record(30 * DAY, (10 - n) * DAY) for n in (1, 2, 3)}
     IMAGES = tuple(image(n, f"app:{n}", size=3 * GIB) for n in (3, 1, 2))
 
     def test_below_high_removes_nothing(self) -> None:
@@ -450,6 +383,7 @@ class TestDiskTarget:
         for disk in (None, DiskUsage(0, 0)):
             plan = make_plan(self.IMAGES, usage=self.USAGE, disk=disk, selection=self.SELECTION)
             assert {v.detail for v in plan.verdicts} == {"disk usage unknown"}
+            assert set(reasons(plan).values()) == {Reason.DISK_BELOW_TARGET}
             assert plan.removable == ()
 
     def test_disk_figures_without_a_target_change_nothing(self) -> None:
@@ -458,9 +392,7 @@ class TestDiskTarget:
 
 
 class TestCaps:
-    USAGE: ClassVar = {
-        image_id(n): UsageRecord(NOW - 30 * DAY, NOW - (10 - n) * DAY) for n in (1, 2, 3)
-    }
+    USAGE: ClassVar = {image_id(n): record(30 * DAY, (10 - n) * DAY) for n in (1, 2, 3)}
 
     def test_image_count(self) -> None:
         images = [image(n, f"app:{n}") for n in (1, 2, 3)]
@@ -488,11 +420,11 @@ class TestCaps:
 class TestRemovable:
     def test_order_is_least_recently_used_then_biggest_then_id(self) -> None:
         usage = {
-            image_id(1): UsageRecord(NOW - 30 * DAY, NOW - DAY),
-            image_id(2): UsageRecord(NOW - 30 * DAY, None),  # counts from first seen
-            image_id(3): UsageRecord(NOW - 40 * DAY, NOW - 5 * DAY),
-            image_id(4): UsageRecord(NOW - 40 * DAY, NOW - 5 * DAY),
-            image_id(5): UsageRecord(NOW - 40 * DAY, NOW - 5 * DAY),
+            image_id(1): record(30 * DAY, DAY),
+            image_id(2): record(30 * DAY),  # counts from first seen
+            image_id(3): record(40 * DAY, 5 * DAY),
+            image_id(4): record(40 * DAY, 5 * DAY),
+            image_id(5): record(40 * DAY, 5 * DAY),
         }
         images = [
             image(1, "a"),
@@ -543,7 +475,7 @@ def test_plans_ten_thousand_images_quickly() -> None:
         )
         for n in range(2_000)
     ]
-    usage = {i.id: UsageRecord(NOW - rng.randrange(100) * DAY, None) for i in images}
+    usage = {i.id: record(rng.randrange(100) * DAY) for i in images}
     selection = Selection(
         exclude=(Pattern("*app7*"),),
         include=(Pattern("registry.example.com/*"),),

@@ -3,6 +3,7 @@ restate the rules independently of the planner's indexes."""
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import datetime
@@ -22,6 +23,8 @@ from imageprune.policy import references
 from imageprune.policy.references import Pattern
 from imageprune.policy.selection import DiskTarget, Scope, Selection
 from imageprune_cri.types import Container, ContainerState, Image
+from testkit import builders
+from testkit.builders import HOUR, NOW, image_id
 
 pytestmark = [
     pytest.mark.unit,
@@ -30,8 +33,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict:DeprecationWarning"),
 ]
 
-NOW = datetime.datetime(2025, 6, 1, tzinfo=datetime.UTC)
-HOUR = datetime.timedelta(hours=1)
 _T = TypeVar("_T")
 
 # Few names, so images, containers and patterns collide often.
@@ -43,6 +44,7 @@ REPOSITORIES = (
     "localhost:5000/x",
 )
 TAGS = ("1", "2", "latest")
+AGES = st.integers(-5, 2000)  # hours before NOW an image was created
 PATTERNS = tuple(
     Pattern(text)
     for text in (
@@ -58,10 +60,6 @@ PATTERNS = tuple(
         "*",
     )
 )
-
-
-def _id(n: int) -> str:
-    return f"sha256:{n:064x}"
 
 
 def _familiar(normalized: str) -> str:
@@ -80,7 +78,10 @@ def _tag(draw: st.DrawFn) -> str:
 
 
 @st.composite
-def _images(draw: st.DrawFn, *, min_size: int = 0) -> list[Image]:
+def _images(
+    draw: st.DrawFn, *, min_size: int = 0, hours: st.SearchStrategy[int] = AGES
+) -> list[Image]:
+    """Images created `hours` before NOW (or at an unknown time)."""
     numbers = draw(st.lists(st.integers(0, 30), unique=True, min_size=min_size, max_size=12))
     images: list[Image] = []
     taken: set[str] = set()
@@ -93,18 +94,18 @@ def _images(draw: st.DrawFn, *, min_size: int = 0) -> list[Image]:
         )
         taken.update(references.normalize_reference(t) for t in tags)
         digests = tuple(
-            f"{repository}@{_id(1000 + n)}"
+            f"{repository}@{image_id(1000 + n)}"
             for repository in draw(st.lists(st.sampled_from(REPOSITORIES), max_size=2, unique=True))
         )
-        created = draw(st.none() | st.integers(-5, 2000).map(lambda h: NOW - h * HOUR))
+        created = draw(st.none() | hours.map(lambda h: NOW - h * HOUR))
         images.append(
-            Image(
-                id=_id(n),
-                repo_tags=tags,
-                repo_digests=digests,
+            builders.image(
+                n,
+                *tags,
+                digests=digests,
                 size=draw(st.integers(0, 20)),
                 pinned=draw(st.integers(0, 7)) == 7,
-                created_at=created,
+                created=created,
             )
         )
     return images
@@ -122,7 +123,7 @@ def _references_to(images: list[Image]) -> st.SearchStrategy[str]:
             *image.repo_digests,
         )
     ]
-    unknown = st.sampled_from(["", "busybox:1", _id(999), "quay.io/a/b:9"])
+    unknown = st.sampled_from(["", "busybox:1", image_id(999), "quay.io/a/b:9"])
     return (st.sampled_from(known) | unknown) if known else unknown
 
 
@@ -130,14 +131,12 @@ def _references_to(images: list[Image]) -> st.SearchStrategy[str]:
 def _containers(draw: st.DrawFn, images: list[Image]) -> list[Container]:
     count = draw(st.integers(0, 4))
     return [
-        Container(
-            id=f"c{n}",
-            name=draw(st.sampled_from(["web", "job", "db", ""])),
-            pod_sandbox_id="pod",
+        builders.container(
+            draw(st.sampled_from(["web", "job", "db", ""])),
             image=draw(_references_to(images)),
             image_ref=draw(_references_to(images)),
             state=draw(st.sampled_from(list(ContainerState))),
-            created_at=NOW,
+            container_id=f"c{n}",
         )
         for n in range(count)
     ]
@@ -200,20 +199,19 @@ class Scenario:
     selection: Selection
 
     def plan(self) -> Plan:
-        return planner.plan(
-            images=self.images,
+        return builders.make_plan(
+            self.images,
             containers=self.containers,
             sandbox_images=() if self.sandbox_image is None else (self.sandbox_image,),
             usage=self.usage,
             disk=self.disk,
             selection=self.selection,
-            now=NOW,
         )
 
 
 @st.composite
-def scenarios(draw: st.DrawFn) -> Scenario:
-    images = draw(_images())
+def scenarios(draw: st.DrawFn, *, hours: st.SearchStrategy[int] = AGES) -> Scenario:
+    images = draw(_images(hours=hours))
     return Scenario(
         images=images,
         containers=draw(_containers(images)),
@@ -315,17 +313,50 @@ def test_safety_and_policy_invariants(scenario: Scenario) -> None:
     assert activity == sorted(activity)
 
 
-@settings(deadline=None, max_examples=200)
-@given(scenarios())
-def test_keeps_the_newest_of_every_repository(scenario: Scenario) -> None:
-    keep = scenario.selection.keep_latest_per_repository
-    removed = {image.id for image in scenario.plan().removable}
-    by_repository: dict[str, set[str]] = {}
-    for image in scenario.images:
+def _kept_latest(images: list[Image], keep: int) -> dict[str, list[str]]:
+    """Image ID -> the repositories among whose `keep` newest images it is: newest
+    by creation time, unknown creation first, ties by ID."""
+    members: dict[str, dict[str, Image]] = collections.defaultdict(dict)
+    for image in images:
         for name in (*image.repo_tags, *image.repo_digests):
-            by_repository.setdefault(references.repository_of(name), set()).add(image.id)
-    for ids in by_repository.values():
-        assert len(ids - removed) >= min(keep, len(ids))
+            members[references.repository_of(name)][image.id] = image
+    kept: dict[str, list[str]] = collections.defaultdict(list)
+    for repository, by_id in sorted(members.items()):
+        for image in sorted(by_id.values(), key=_newest_first)[:keep]:
+            kept[image.id].append(repository)
+    return kept
+
+
+def _newest_first(image: Image) -> tuple[int, float, str]:
+    if image.created_at is None:
+        return (0, 0.0, image.id)
+    return (1, -image.created_at.timestamp(), image.id)
+
+
+# Rules checked before keepLatestPerRepository: their verdicts hide it.
+_EARLIER_RULES = frozenset(Reason) - {
+    Reason.KEPT_LATEST,
+    Reason.DISK_BELOW_TARGET,
+    Reason.CAP_REACHED,
+    Reason.REMOVABLE,
+}
+
+
+@settings(deadline=None, max_examples=300)
+# Few distinct creation times, so ties (broken by ID) are common.
+@given(scenarios(hours=st.integers(0, 6)) | scenarios(), st.integers(1, 3))
+def test_keeps_exactly_the_newest_of_every_repository(scenario: Scenario, keep: int) -> None:
+    selection = dataclasses.replace(scenario.selection, keep_latest_per_repository=keep)
+    plan = dataclasses.replace(scenario, selection=selection).plan()
+    kept = _kept_latest(scenario.images, keep)
+    for verdict in plan.verdicts:
+        if verdict.reason in _EARLIER_RULES:
+            continue
+        if verdict.image.id in kept:
+            assert verdict.reason is Reason.KEPT_LATEST
+            assert verdict.detail == f"newest {keep} of {kept[verdict.image.id][0]} kept"
+        else:
+            assert verdict.reason is not Reason.KEPT_LATEST
 
 
 @settings(deadline=None, max_examples=300)
