@@ -63,6 +63,11 @@ class Cluster:
     nodes: dict[str, Node]
     operator: cluster_kit.OperatorProcess
     workdir: Path
+    most_running: int = 0
+
+    def _running(self, run_id: str) -> int:
+        statuses = [t.get("status") or {} for t in cluster_kit.tasks(self.plane, POLICY).values()]
+        return sum(1 for s in statuses if s.get("runId") == run_id and not s.get("completionTime"))
 
     def apply_policy(self, **spec: Any) -> None:
         """`kubectl apply -f FILE`, from a YAML file as a user writes one."""
@@ -75,10 +80,15 @@ class Cluster:
         return dict(cluster_kit.status(self.plane, POLICY).get("run") or {})
 
     def wait_run_done(self, *, after: str | None, what: str) -> dict[str, Any]:
-        """The policy's run once a run other than `after` has completed or paused."""
+        """The policy's run once a run other than `after` has completed or paused. On the
+        way, the most nodes seen running it at once go into `self.most_running` (a
+        sample: a wave too wide can only be missed, never invented)."""
+        self.most_running = 0
 
         def done() -> dict[str, Any] | None:
             run = self.run()
+            if run.get("id") and run["id"] != after:
+                self.most_running = max(self.most_running, self._running(run["id"]))
             if (
                 run.get("id")
                 and run["id"] != after
@@ -182,6 +192,7 @@ def test_enforce_prunes_only_matching_nodes_and_keeps_every_protected_image(
 
     assert run["trigger"] == "SpecChange"
     assert run["nodes"]["succeeded"] == 2, run
+    assert cluster.most_running <= 1  # rollout.maxConcurrentNodes
     assert run["imagesRemoved"] == 2 * len(APPS)
     assert run["bytesReclaimed"] > 0
     for name in ("e2e-a", "e2e-b"):
@@ -250,6 +261,32 @@ def test_a_failing_node_spends_the_budget_and_pauses_the_rollout(cluster: Cluste
     assert any(
         e["reason"] == "RolloutPaused" and e["involvedObject"]["name"] == POLICY for e in events
     ), json.dumps([e["reason"] for e in events])
+
+
+def test_suspend_holds_run_now_and_the_schedule_runs_once_resumed(cluster: Cluster) -> None:
+    before = cluster.run()["id"]
+    cluster.apply_policy(**WEB_POLICY, mode="Enforce", suspend=True, schedule="* * * * *")
+    cluster.plane.kubectl(
+        "annotate", "ipp", POLICY, "--overwrite", f"{names.RUN_NOW_ANNOTATION}=third"
+    )
+
+    def ignored() -> bool:
+        events = cluster.plane.get("events", "-n", "default")["items"]
+        return any(
+            e["reason"] == "RunNowIgnored" and e["involvedObject"]["name"] == POLICY for e in events
+        )
+
+    cluster_kit.wait_for("the run-now request to be ignored while suspended", ignored)
+    assert cluster.run()["id"] == before
+
+    cluster.apply_policy(**WEB_POLICY, mode="Enforce", schedule="* * * * *")
+    run = cluster.wait_run_done(after=before, what="a scheduled run")
+    assert run["trigger"] == "Schedule"
+    assert "nextRunTime" in cluster_kit.status(cluster.plane, POLICY)
+    assert run["nodes"]["succeeded"] == 2, run  # e2e-a answers again
+    for name in ("e2e-a", "e2e-b"):
+        node = cluster.nodes[name]
+        assert all(node.present(ref) for ref in _protected(node)), name
 
 
 def test_deleting_the_policy_deletes_its_tasks(cluster: Cluster) -> None:
