@@ -84,3 +84,18 @@ def test_formats_compactly(value: datetime.timedelta, text: str) -> None:
 def test_whole_values_survive_a_round_trip(text: str) -> None:
     value = durations.parse_duration(text)
     assert durations.parse_duration(durations.format_duration(value)) == value
+
+
+@pytest.mark.parametrize(
+    ("age", "text"),
+    [
+        (T(milliseconds=346, microseconds=353), "just now"),
+        (T(0), "just now"),
+        (T(seconds=-5), "just now"),  # a clock that ran backwards
+        (T(seconds=1), "1s ago"),
+        (T(seconds=90, milliseconds=700), "90s ago"),
+        (T(hours=3, milliseconds=1), "3h ago"),
+    ],
+)
+def test_ages_read_as_people_say_them(age: datetime.timedelta, text: str) -> None:
+    assert durations.format_age(age) == text

@@ -19,10 +19,7 @@ def _short_id(image_id: str) -> str:
 def age_text(moment: datetime.datetime | None, now: datetime.datetime) -> str:
     if moment is None:
         return "never"
-    age = now - moment
-    if age < datetime.timedelta(seconds=1):
-        return "just now"
-    return durations.format_duration(datetime.timedelta(seconds=int(age.total_seconds()))) + " ago"
+    return durations.format_age(now - moment)
 
 
 def _iso(moment: datetime.datetime | None) -> str | None:

@@ -137,15 +137,15 @@ class _Facts:
         return self.last_activity(image), -image.size, image.id
 
     def ago(self, moment: datetime.datetime) -> str:
-        return durations.format_duration(max(self.now - moment, datetime.timedelta(0)))
+        return durations.format_age(self.now - moment)
 
     def usage_phrase(self, image: Image) -> str:
         record = self.usage.get(image.id)
         if record is None:
             return "no usage record yet (counts as first seen now)"
         if record.last_used is None:
-            return f"never seen in use, first seen {self.ago(record.first_seen)} ago"
-        return f"last used {self.ago(record.last_used)} ago"
+            return f"never seen in use, first seen {self.ago(record.first_seen)}"
+        return f"last used {self.ago(record.last_used)}"
 
 
 def _kept_latest(images: Sequence[Image], *, keep: int) -> dict[str, str]:
@@ -227,7 +227,7 @@ def _too_new(image: Image, _names: Sequence[str], facts: _Facts) -> Verdict | No
         return Verdict(image, Reason.TOO_NEW, f"creation time unknown; {policy}")
     if facts.now - image.created_at >= older_than:
         return None
-    return Verdict(image, Reason.TOO_NEW, f"created {facts.ago(image.created_at)} ago; {policy}")
+    return Verdict(image, Reason.TOO_NEW, f"created {facts.ago(image.created_at)}; {policy}")
 
 
 def _recently_used(image: Image, _names: Sequence[str], facts: _Facts) -> Verdict | None:

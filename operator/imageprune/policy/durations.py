@@ -87,3 +87,11 @@ def format_duration(value: datetime.timedelta) -> str:
         next_count = remainder // next_unit
         return f"{count}{name}" + (f"{next_count}{next_name}" if next_count else "")
     return f"{microseconds}us"
+
+
+def format_age(age: datetime.timedelta) -> str:
+    """How long ago, as people say it: '3h ago', or 'just now' under a second (and for
+    a clock that ran backwards). Whole seconds: '346ms353us' is noise to a reader."""
+    if age < datetime.timedelta(seconds=1):
+        return "just now"
+    return format_duration(datetime.timedelta(seconds=int(age.total_seconds()))) + " ago"
