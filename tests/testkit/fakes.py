@@ -23,6 +23,8 @@ class FakeRuntime:
         images: Iterable[types.Image] = (),
         *,
         containers: Iterable[types.Container] = (),
+        dies_after: int | None = None,
+        removed_before_dying: bool = True,
     ) -> None:
         self.images = {i.id: i for i in images}  # what is still there
         self.containers = list(containers)  # what a listing answers, unless scripted
@@ -38,8 +40,8 @@ class FakeRuntime:
         # Once more than `dies_after` removals were sent, every call fails as a dead
         # runtime's would; `removed_before_dying` says whether the removal that found
         # it dead took effect anyway. `revive` lets it answer again.
-        self.dies_after: int | None = None
-        self.removed_before_dying = True
+        self.dies_after = dies_after
+        self.removed_before_dying = removed_before_dying
 
     @property
     def dead(self) -> bool:

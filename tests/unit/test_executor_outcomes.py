@@ -22,15 +22,6 @@ def _images(count: int) -> list[types.Image]:
     return [builders.image(n, f"docker.io/library/i{n}:1", size=n) for n in range(1, count + 1)]
 
 
-def _dying(
-    images: list[types.Image], *, dies_after: int, removed_before_dying: bool = True
-) -> FakeRuntime:
-    runtime = FakeRuntime(images)
-    runtime.dies_after = dies_after
-    runtime.removed_before_dying = removed_before_dying
-    return runtime
-
-
 def _by_outcome(report: executor.Report) -> dict[Outcome, set[str]]:
     found: dict[Outcome, set[str]] = {}
     for r in report.results:
@@ -40,7 +31,7 @@ def _by_outcome(report: executor.Report) -> dict[Outcome, set[str]]:
 
 async def test_a_removal_without_answer_is_unknown_and_nothing_more_is_sent() -> None:
     images = _images(50)
-    runtime = _dying(images, dies_after=3)
+    runtime = FakeRuntime(images, dies_after=3)
     report = await executor.execute(runtime, images, dry_run=False, concurrency=1)
     outcomes = _by_outcome(report)
     assert outcomes[Outcome.REMOVED] == {i.id for i in images[:3]}
@@ -55,7 +46,7 @@ async def test_a_removal_without_answer_is_unknown_and_nothing_more_is_sent() ->
 
 async def test_in_flight_removals_all_become_unknown_never_failed() -> None:
     images = _images(40)
-    runtime = _dying(images, dies_after=0)
+    runtime = FakeRuntime(images, dies_after=0)
     report = await executor.execute(runtime, images, dry_run=False, concurrency=8)
     outcomes = _by_outcome(report)
     assert Outcome.FAILED not in outcomes
@@ -67,8 +58,8 @@ async def test_in_flight_removals_all_become_unknown_never_failed() -> None:
 
 async def test_confirmation_turns_unknown_into_the_truth_when_the_runtime_answers() -> None:
     images = _images(6)
-    gone = _dying(images, dies_after=0, removed_before_dying=True)
-    kept = _dying(images, dies_after=0, removed_before_dying=False)
+    gone = FakeRuntime(images, dies_after=0, removed_before_dying=True)
+    kept = FakeRuntime(images, dies_after=0, removed_before_dying=False)
     for runtime, expected in ((gone, Outcome.REMOVED), (kept, Outcome.FAILED)):
         report = await executor.execute(runtime, images, dry_run=False, concurrency=2)
         runtime.revive()
@@ -82,7 +73,7 @@ async def test_confirmation_turns_unknown_into_the_truth_when_the_runtime_answer
 
 async def test_unknown_stays_unknown_while_the_runtime_is_silent() -> None:
     images = _images(3)
-    runtime = _dying(images, dies_after=0)
+    runtime = FakeRuntime(images, dies_after=0)
     report = await executor.execute(runtime, images, dry_run=False, concurrency=3)
     confirmed = await executor.confirm_unknown(runtime, report)
     assert confirmed == report
@@ -91,7 +82,7 @@ async def test_unknown_stays_unknown_while_the_runtime_is_silent() -> None:
 
 async def test_a_lost_re_check_sends_nothing_and_stops_the_run() -> None:
     images = _images(5)
-    runtime = _dying(images, dies_after=-1)  # dead from the start
+    runtime = FakeRuntime(images, dies_after=-1)  # dead from the start
     report = await executor.execute(runtime, images, dry_run=False, concurrency=2)
     assert runtime.removal_calls == []
     assert {r.outcome for r in report.results} == {Outcome.NOT_ATTEMPTED}
