@@ -20,6 +20,18 @@ HOUR = datetime.timedelta(hours=1)
 DAY = datetime.timedelta(days=1)
 GIB = 2**30
 
+# A whole policy manifest, as a person would write one for `--policy`.
+POLICY_MANIFEST = """\
+apiVersion: imageprune.io/v1alpha1
+kind: ImagePrunePolicy
+metadata:
+  name: weekly
+spec:
+  unusedFor: 7d
+  exclude: ["registry.k8s.io/*"]
+  schedule: "0 3 * * *"
+"""
+
 
 def image_id(n: int) -> str:
     """The ID of image number `n`, as containerd reports it."""

@@ -9,7 +9,9 @@ import asyncio
 import pytest
 
 from imageprune.node import executor
-from imageprune_cri import CriCallFailed, RuntimeUnavailable, types
+from imageprune_cri import CriCallFailed, types
+from testkit import builders
+from testkit.fakes import FakeRuntime
 
 pytestmark = pytest.mark.unit
 
@@ -17,48 +19,7 @@ Outcome = executor.Outcome
 
 
 def _images(count: int) -> list[types.Image]:
-    return [
-        types.Image(id=f"sha256:{n:064x}", repo_tags=(f"docker.io/library/i{n}:1",), size=n)
-        for n in range(1, count + 1)
-    ]
-
-
-class DyingRuntime:
-    """Removes images until `dies_after` removals were sent; from then on every call
-    fails as a dead runtime's would. `removed_before_dying` says whether the call
-    that found it dead had taken effect anyway."""
-
-    def __init__(
-        self, images: list[types.Image], *, dies_after: int, removed_before_dying: bool = True
-    ) -> None:
-        self.present = {i.id for i in images}
-        self.sent: list[str] = []
-        self.dies_after = dies_after
-        self.removed_before_dying = removed_before_dying
-        self.answers_again = False
-
-    @property
-    def dead(self) -> bool:
-        return len(self.sent) > self.dies_after
-
-    async def list_containers(self) -> list[types.Container]:
-        if self.dead:
-            raise RuntimeUnavailable("no CRI runtime answers")
-        return []
-
-    async def remove_image(self, ref: str) -> None:
-        self.sent.append(ref)
-        await asyncio.sleep(0)
-        if self.dead:
-            if self.removed_before_dying:
-                self.present.discard(ref)
-            raise RuntimeUnavailable("no CRI runtime answers")
-        self.present.discard(ref)
-
-    async def image_status(self, ref: str) -> types.Image | None:
-        if not self.answers_again:
-            raise RuntimeUnavailable("no CRI runtime answers")
-        return types.Image(id=ref) if ref in self.present else None
+    return [builders.image(n, f"docker.io/library/i{n}:1", size=n) for n in range(1, count + 1)]
 
 
 def _by_outcome(report: executor.Report) -> dict[Outcome, set[str]]:
@@ -70,13 +31,13 @@ def _by_outcome(report: executor.Report) -> dict[Outcome, set[str]]:
 
 async def test_a_removal_without_answer_is_unknown_and_nothing_more_is_sent() -> None:
     images = _images(50)
-    runtime = DyingRuntime(images, dies_after=3)
+    runtime = FakeRuntime(images, dies_after=3)
     report = await executor.execute(runtime, images, dry_run=False, concurrency=1)
     outcomes = _by_outcome(report)
     assert outcomes[Outcome.REMOVED] == {i.id for i in images[:3]}
     assert outcomes[Outcome.UNKNOWN] == {images[3].id}
     assert outcomes[Outcome.NOT_ATTEMPTED] == {i.id for i in images[4:]}
-    assert len(runtime.sent) == 4  # not one call per image against a dead runtime
+    assert len(runtime.removal_calls) == 4  # not one call per image against a dead runtime
     assert {r.error_kind for r in report.results if r.outcome is Outcome.NOT_ATTEMPTED} == {
         "RuntimeGone"
     }
@@ -85,34 +46,34 @@ async def test_a_removal_without_answer_is_unknown_and_nothing_more_is_sent() ->
 
 async def test_in_flight_removals_all_become_unknown_never_failed() -> None:
     images = _images(40)
-    runtime = DyingRuntime(images, dies_after=0)
+    runtime = FakeRuntime(images, dies_after=0)
     report = await executor.execute(runtime, images, dry_run=False, concurrency=8)
     outcomes = _by_outcome(report)
     assert Outcome.FAILED not in outcomes
     assert Outcome.REMOVED not in outcomes
     # every call sent got an unknown outcome; nothing else was sent
-    assert outcomes[Outcome.UNKNOWN] == set(runtime.sent)
-    assert outcomes[Outcome.NOT_ATTEMPTED] == {i.id for i in images} - set(runtime.sent)
+    assert outcomes[Outcome.UNKNOWN] == set(runtime.removal_calls)
+    assert outcomes[Outcome.NOT_ATTEMPTED] == {i.id for i in images} - set(runtime.removal_calls)
 
 
 async def test_confirmation_turns_unknown_into_the_truth_when_the_runtime_answers() -> None:
     images = _images(6)
-    gone = DyingRuntime(images, dies_after=0, removed_before_dying=True)
-    kept = DyingRuntime(images, dies_after=0, removed_before_dying=False)
+    gone = FakeRuntime(images, dies_after=0, removed_before_dying=True)
+    kept = FakeRuntime(images, dies_after=0, removed_before_dying=False)
     for runtime, expected in ((gone, Outcome.REMOVED), (kept, Outcome.FAILED)):
         report = await executor.execute(runtime, images, dry_run=False, concurrency=2)
-        runtime.answers_again = True
+        runtime.revive()
         confirmed = await executor.confirm_unknown(runtime, report)
         outcomes = _by_outcome(confirmed)
-        assert outcomes[expected] == set(runtime.sent)
+        assert outcomes[expected] == set(runtime.removal_calls)
         assert Outcome.UNKNOWN not in outcomes
-    assert gone.present.isdisjoint(gone.sent)
-    assert set(kept.sent) <= kept.present
+    assert gone.images.keys().isdisjoint(gone.removal_calls)
+    assert set(kept.removal_calls) <= kept.images.keys()
 
 
 async def test_unknown_stays_unknown_while_the_runtime_is_silent() -> None:
     images = _images(3)
-    runtime = DyingRuntime(images, dies_after=0)
+    runtime = FakeRuntime(images, dies_after=0)
     report = await executor.execute(runtime, images, dry_run=False, concurrency=3)
     confirmed = await executor.confirm_unknown(runtime, report)
     assert confirmed == report
@@ -121,23 +82,19 @@ async def test_unknown_stays_unknown_while_the_runtime_is_silent() -> None:
 
 async def test_a_lost_re_check_sends_nothing_and_stops_the_run() -> None:
     images = _images(5)
-    runtime = DyingRuntime(images, dies_after=-1)  # dead from the start
+    runtime = FakeRuntime(images, dies_after=-1)  # dead from the start
     report = await executor.execute(runtime, images, dry_run=False, concurrency=2)
-    assert runtime.sent == []
+    assert runtime.removal_calls == []
     assert {r.outcome for r in report.results} == {Outcome.NOT_ATTEMPTED}
 
 
 async def test_an_answered_error_is_failed_and_the_run_goes_on() -> None:
     images = _images(4)
 
-    class Refusing(DyingRuntime):
-        async def remove_image(self, ref: str) -> None:
-            self.sent.append(ref)
-            if ref == images[0].id:
-                raise CriCallFailed("RemoveImage failed: in use", code="FAILED_PRECONDITION")
-            self.present.discard(ref)
-
-    runtime = Refusing(images, dies_after=100)
+    runtime = FakeRuntime(images)
+    runtime.fail_removal(
+        images[0], CriCallFailed("RemoveImage failed: in use", code="FAILED_PRECONDITION")
+    )
     report = await executor.execute(runtime, images, dry_run=False, concurrency=1)
     outcomes = _by_outcome(report)
     assert outcomes[Outcome.FAILED] == {images[0].id}
@@ -147,19 +104,19 @@ async def test_an_answered_error_is_failed_and_the_run_goes_on() -> None:
 
 async def test_stop_sends_no_more_removals_and_lets_those_in_flight_finish() -> None:
     images = _images(30)
-    runtime = DyingRuntime(images, dies_after=1000)
+    runtime = FakeRuntime(images)
     stop = asyncio.Event()
 
     def on_result(result: executor.Result) -> None:
-        if len(runtime.sent) >= 5:
+        if len(runtime.removal_calls) >= 5:
             stop.set()
 
     report = await executor.execute(
         runtime, images, dry_run=False, concurrency=2, on_result=on_result, stop=stop
     )
     outcomes = _by_outcome(report)
-    assert outcomes[Outcome.REMOVED] == set(runtime.sent)
-    assert runtime.present.isdisjoint(runtime.sent)
-    assert outcomes[Outcome.NOT_ATTEMPTED] == {i.id for i in images} - set(runtime.sent)
-    assert 5 <= len(runtime.sent) < 30
+    assert outcomes[Outcome.REMOVED] == set(runtime.removal_calls)
+    assert runtime.images.keys().isdisjoint(runtime.removal_calls)
+    assert outcomes[Outcome.NOT_ATTEMPTED] == {i.id for i in images} - set(runtime.removal_calls)
+    assert 5 <= len(runtime.removal_calls) < 30
     assert {r.error_kind for r in report.failed} == {"Stopped"}

@@ -4,8 +4,6 @@ start with a wildcard, and several include patterns at once."""
 
 from __future__ import annotations
 
-import datetime
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,14 +13,12 @@ from imageprune.node.planner import Reason
 from imageprune.policy import references
 from imageprune.policy.references import Pattern
 from imageprune.policy.selection import Selection
-from imageprune_cri.types import Image
+from testkit import builders
 
 pytestmark = [
     pytest.mark.unit,
     pytest.mark.filterwarnings("ignore:mypy_extensions.TypedDict:DeprecationWarning"),
 ]
-
-NOW = datetime.datetime(2025, 6, 1, tzinfo=datetime.UTC)
 
 # Path components as Docker allows them, without "." (a first component with one
 # is a registry host) and never "library" (Docker Hub's official namespace, which
@@ -34,10 +30,6 @@ _TAG = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,10}", fullmatch=True)
 _OTHER_REGISTRIES = st.sampled_from(["quay.io", "ghcr.io", "localhost:5000", "registry.k8s.io"])
 
 
-def _image(*names: str, n: int = 1) -> Image:
-    return Image(id=f"sha256:{n:064x}", repo_tags=names)
-
-
 @settings(max_examples=100, deadline=None)
 @given(org=_COMPONENT, app=_COMPONENT, tag=_TAG, cut=st.integers(0, 8), familiar=st.booleans())
 def test_short_org_globs_match_docker_hub_images_outside_library(
@@ -47,9 +39,9 @@ def test_short_org_globs_match_docker_hub_images_outside_library(
     # name normalised (containerd) or familiar (cri-dockerd).
     name = f"{org}/{app}:{tag}" if familiar else f"docker.io/{org}/{app}:{tag}"
     pattern = Pattern(org[: max(cut, 1)] + "*")
-    assert pattern.matches(_image(name))
+    assert pattern.matches(builders.image(1, name))
     # The same repository on another registry is not Docker Hub's.
-    assert not Pattern(f"{org}/*").matches(_image(f"quay.io/{org}/{app}:{tag}"))
+    assert not Pattern(f"{org}/*").matches(builders.image(1, f"quay.io/{org}/{app}:{tag}"))
 
 
 @settings(max_examples=100, deadline=None)
@@ -59,9 +51,9 @@ def test_a_docker_hub_glob_matches_all_of_docker_hub_and_nothing_else(
 ) -> None:
     path = app if official else f"{org}/{app}"
     hub = Pattern("docker.io/*")
-    assert hub.matches(_image(f"docker.io/{path}:{tag}"))
-    assert hub.matches(_image(f"{path}:{tag}"))  # the familiar form of the same
-    assert not hub.matches(_image(f"{other}/{org}/{app}:{tag}"))
+    assert hub.matches(builders.image(1, f"docker.io/{path}:{tag}"))
+    assert hub.matches(builders.image(1, f"{path}:{tag}"))  # the familiar form of the same
+    assert not hub.matches(builders.image(1, f"{other}/{org}/{app}:{tag}"))
 
 
 @settings(max_examples=100, deadline=None)
@@ -72,11 +64,11 @@ def test_a_tagless_pattern_starting_with_a_wildcard_means_latest(
     # "*/app" has no tag, so like "nginx" it means ":latest", on any registry.
     prefix = "" if registry is None else f"{registry}/"
     pattern = Pattern(f"*/{app}")
-    assert pattern.matches(_image(f"{prefix}{first}/{app}:latest"))
-    assert pattern.matches(_image(f"{prefix}{first}/{app}"))  # no tag: latest, too
+    assert pattern.matches(builders.image(1, f"{prefix}{first}/{app}:latest"))
+    assert pattern.matches(builders.image(1, f"{prefix}{first}/{app}"))  # no tag: latest, too
     if tag != "latest":
-        assert not pattern.matches(_image(f"{prefix}{first}/{app}:{tag}"))
-    assert not pattern.matches(_image(f"{prefix}{first}/{app}x:latest"))
+        assert not pattern.matches(builders.image(1, f"{prefix}{first}/{app}:{tag}"))
+    assert not pattern.matches(builders.image(1, f"{prefix}{first}/{app}x:latest"))
 
 
 _NAMES = (
@@ -101,7 +93,7 @@ _INCLUDES = tuple(
 def test_several_includes_select_exactly_the_images_matching_any(
     tags: list[list[str]], includes: list[Pattern]
 ) -> None:
-    images = [_image(*names, n=n) for n, names in enumerate(tags)]
+    images = [builders.image(n, *names) for n, names in enumerate(tags)]
     plan = planner.plan(
         images=images,
         containers=(),
@@ -109,7 +101,7 @@ def test_several_includes_select_exactly_the_images_matching_any(
         usage={},
         disk=None,
         selection=Selection(include=tuple(includes), sandbox_images=()),
-        now=NOW,
+        now=builders.NOW,
     )
     for verdict in plan.verdicts:
         wanted = any(p.matches(verdict.image) for p in includes)
@@ -154,6 +146,6 @@ _POOL_NAMES = (
 def test_a_pattern_set_finds_what_the_patterns_find_one_by_one(
     names: list[str], number: int, patterns: list[Pattern]
 ) -> None:
-    image_names = references.image_names(_image(*names, n=number))
+    image_names = references.image_names(builders.image(number, *names))
     expected = next((p for p in patterns if p.matches_names(image_names)), None)
     assert references.PatternSet(tuple(patterns)).first_match(image_names) == expected

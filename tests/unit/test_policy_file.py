@@ -13,18 +13,11 @@ import pytest
 from imageprune import files
 from imageprune.policy import manifest_file, manifest_yaml
 from imageprune.policy.selection import DEFAULT_UNUSED_FOR, PolicyError, Selection
+from testkit import builders
 
 pytestmark = pytest.mark.unit
 
-POLICY = """\
-apiVersion: imageprune.io/v1alpha1
-kind: ImagePrunePolicy
-metadata:
-  name: weekly
-spec:
-  unusedFor: 7d
-  exclude: ["registry.k8s.io/*"]
-"""
+POLICY = builders.POLICY_MANIFEST
 HEAD = "apiVersion: imageprune.io/v1alpha1\nkind: ImagePrunePolicy\nspec:\n"
 
 

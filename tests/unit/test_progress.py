@@ -6,7 +6,7 @@ import pytest
 
 from imageprune.cli import progress
 from imageprune.node import executor
-from imageprune_cri import types
+from testkit import builders
 
 pytestmark = pytest.mark.unit
 
@@ -18,9 +18,7 @@ class Terminal(io.StringIO):
 
 def _result(n: int, outcome: executor.Outcome) -> executor.Result:
     kind = "" if outcome.takes_image else "INTERNAL"
-    return executor.Result(
-        types.Image(id=f"sha256:{n}", size=1024 * 1024), outcome, error_kind=kind
-    )
+    return executor.Result(builders.image(n, size=2**20), outcome, error_kind=kind)
 
 
 def test_terminal_bar_redraws_in_place_and_ends_with_a_newline() -> None:

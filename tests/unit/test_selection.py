@@ -17,6 +17,7 @@ from imageprune.policy.selection import (
     load_policy_manifest,
     selection_from_spec,
 )
+from testkit import builders
 
 pytestmark = pytest.mark.unit
 
@@ -256,16 +257,7 @@ def test_disk_target_needs_low_below_high(high: float, low: float) -> None:
         DiskTarget(high_percent=high, low_percent=low)
 
 
-POLICY = """\
-apiVersion: imageprune.io/v1alpha1
-kind: ImagePrunePolicy
-metadata:
-  name: weekly
-spec:
-  unusedFor: 7d
-  exclude: ["registry.k8s.io/*"]
-  schedule: "0 3 * * *"
-"""
+POLICY = builders.POLICY_MANIFEST
 
 
 def test_loads_a_policy_manifest() -> None:

@@ -11,35 +11,24 @@ import pytest
 
 from imageprune.node import usage
 from imageprune.node.usage import UsageRecord, UsageStore
-from imageprune_cri.types import Container, ContainerState, Image
+from imageprune_cri.types import Container, ContainerState
+from testkit import builders
 
 pytestmark = pytest.mark.unit
 
-NOW = datetime.datetime(2025, 6, 1, 12, 0, tzinfo=datetime.UTC)
-EARLIER = NOW - datetime.timedelta(days=3)
-ID_A = "sha256:" + "a" * 64
-ID_B = "sha256:" + "b" * 64
-ID_C = "sha256:" + "c" * 64
-
-
-def _container(
-    image: str, image_ref: str = "", state: ContainerState = ContainerState.EXITED
-) -> Container:
-    return Container(
-        id="c1",
-        name="web",
-        pod_sandbox_id="p1",
-        image=image,
-        image_ref=image_ref,
-        state=state,
-        created_at=EARLIER,
-    )
-
+NOW = builders.NOW
+EARLIER = NOW - 3 * builders.DAY
+ID_A, ID_B, ID_C = (builders.image_id(n) for n in (1, 2, 3))
+A, B = builders.image(1), builders.image(2)
 
 RECORDS = {
-    ID_A: UsageRecord(first_seen=EARLIER, last_used=None),
-    ID_B: UsageRecord(first_seen=EARLIER, last_used=EARLIER + datetime.timedelta(hours=5)),
+    ID_A: builders.record(3 * builders.DAY),
+    ID_B: builders.record(3 * builders.DAY, last_used=3 * builders.DAY - 5 * builders.HOUR),
 }
+
+
+def _exited(image: str, image_ref: str = "") -> Container:
+    return builders.container("web", image=image, image_ref=image_ref, state=ContainerState.EXITED)
 
 
 def _load_in_a_thread(store: UsageStore) -> dict[str, UsageRecord]:
@@ -189,7 +178,7 @@ class TestStore:
         good = {"firstSeen": "2025-05-29T12:00:00+00:00", "lastUsed": None}
         images = {ID_A: good, ID_B: entry, ID_C: entry}
         path.write_text(json.dumps({"version": 1, "images": images}))
-        assert UsageStore(path).load() == {ID_A: UsageRecord(EARLIER, None)}
+        assert UsageStore(path).load() == {ID_A: builders.record(3 * builders.DAY)}
         [warning] = caplog.records
         message = warning.getMessage()
         assert "ignoring 2 corrupt entries" in message
@@ -256,22 +245,22 @@ class TestStore:
 
 class TestObserve:
     def test_first_look_sees_everything_now(self) -> None:
-        images = [Image(id=ID_A), Image(id=ID_B)]
+        images = [A, B]
         records = usage.observe({}, images=images, containers=[], now=NOW)
         assert records == {ID_A: UsageRecord(NOW, None), ID_B: UsageRecord(NOW, None)}
 
     def test_keeps_first_seen_and_last_used_of_unused_images(self) -> None:
-        images = [Image(id=ID_A), Image(id=ID_B)]
+        images = [A, B]
         assert usage.observe(RECORDS, images=images, containers=[], now=NOW) == RECORDS
 
     def test_drops_images_no_longer_listed(self) -> None:
-        records = usage.observe(RECORDS, images=[Image(id=ID_A)], containers=[], now=NOW)
+        records = usage.observe(RECORDS, images=[A], containers=[], now=NOW)
         assert records.keys() == {ID_A}
 
     @pytest.mark.parametrize("state", list(ContainerState))
     def test_a_container_in_any_state_uses_its_image(self, state: ContainerState) -> None:
-        images = [Image(id=ID_A), Image(id=ID_B)]
-        containers = [_container(image=ID_A, image_ref=ID_A, state=state)]
+        images = [A, B]
+        containers = [builders.container("web", image=ID_A, image_ref=ID_A, state=state)]
         records = usage.observe(RECORDS, images=images, containers=containers, now=NOW)
         assert records[ID_A] == UsageRecord(first_seen=EARLIER, last_used=NOW)
         assert records[ID_B] == RECORDS[ID_B]
@@ -282,19 +271,19 @@ class TestObserve:
             ("nginx", ""),  # a familiar tag, resolved through the image's tags
             ("docker.io/library/nginx:latest", "sha256:" + "f" * 64),
             ("", ID_A),
-            ("", "a" * 64),  # CRI-O: the ID without its algorithm
+            ("", ID_A.removeprefix("sha256:")),  # CRI-O: the ID without its algorithm
             ("sha256:" + "f" * 64, ID_A),
         ],
     )
     def test_matches_by_tag_or_id(self, image: str, image_ref: str) -> None:
-        images = [Image(id=ID_A, repo_tags=("docker.io/library/nginx:latest", "quay.io/x/y:1"))]
-        containers = [_container(image=image, image_ref=image_ref)]
+        images = [builders.image(1, "docker.io/library/nginx:latest", "quay.io/x/y:1")]
+        containers = [_exited(image=image, image_ref=image_ref)]
         records = usage.observe({}, images=images, containers=containers, now=NOW)
         assert records[ID_A].last_used == NOW
 
     def test_unrelated_containers_use_nothing(self) -> None:
-        images = [Image(id=ID_A, repo_tags=("docker.io/library/nginx:latest",))]
-        containers = [_container(image="nginx:1", image_ref=ID_B)]
+        images = [builders.image(1, "docker.io/library/nginx:latest")]
+        containers = [_exited(image="nginx:1", image_ref=ID_B)]
         records = usage.observe({}, images=images, containers=containers, now=NOW)
         assert records[ID_A].last_used is None
 
@@ -303,15 +292,13 @@ class TestObserve:
         # years, nor make it look unused for longer.
         future = NOW + datetime.timedelta(days=3650)
         records = {ID_A: UsageRecord(future, None), ID_B: UsageRecord(future, future)}
-        images = [Image(id=ID_A), Image(id=ID_B)]
+        images = [A, B]
         observed = usage.observe(records, images=images, containers=[], now=NOW)
         assert observed == {ID_A: UsageRecord(NOW, None), ID_B: UsageRecord(NOW, NOW)}
 
     def test_converts_now_to_utc_and_refuses_naive_times(self) -> None:
         tokyo = datetime.timezone(datetime.timedelta(hours=9))
-        records = usage.observe(
-            {}, images=[Image(id=ID_A)], containers=[], now=NOW.astimezone(tokyo)
-        )
+        records = usage.observe({}, images=[A], containers=[], now=NOW.astimezone(tokyo))
         assert records[ID_A].first_seen.tzinfo is datetime.UTC
         with pytest.raises(ValueError, match="timezone-aware"):
             usage.observe({}, images=[], containers=[], now=NOW.replace(tzinfo=None))

@@ -56,17 +56,14 @@ def started(
     now: datetime.datetime,
 ) -> Body:
     """A run begins: the operator counts the node as running from here on."""
-    conds = _conditions(current)
-    for kind, state in ((Type.PROGRESSING, Status.TRUE), (Type.READY, Status.UNKNOWN)):
-        conds = conditions.set_condition(
-            conds,
-            kind=kind,
-            status=state,
-            reason=Reason.RUNNING,
-            message=f"run {run_id} ({trigger}) is under way",
-            observed_generation=generation,
-            now=now,
-        )
+    conds = _set_conditions(
+        current,
+        ((Type.PROGRESSING, Status.TRUE), (Type.READY, Status.UNKNOWN)),
+        reason=Reason.RUNNING,
+        message=f"run {run_id} ({trigger}) is under way",
+        generation=generation,
+        now=now,
+    )
     return {
         "runId": run_id,
         "trigger": trigger,
@@ -94,21 +91,18 @@ def finished(
     """A run ends, well (reason Succeeded) or not (any other reason): Ready says which,
     Degraded carries the failure's reason."""
     ok = reason is Reason.SUCCEEDED
-    conds = _conditions(current)
-    for kind, state in (
-        (Type.READY, Status.TRUE if ok else Status.FALSE),
-        (Type.PROGRESSING, Status.FALSE),
-        (Type.DEGRADED, Status.FALSE if ok else Status.TRUE),
-    ):
-        conds = conditions.set_condition(
-            conds,
-            kind=kind,
-            status=state,
-            reason=reason,
-            message=message,
-            observed_generation=generation,
-            now=now,
-        )
+    conds = _set_conditions(
+        current,
+        (
+            (Type.READY, Status.TRUE if ok else Status.FALSE),
+            (Type.PROGRESSING, Status.FALSE),
+            (Type.DEGRADED, Status.FALSE if ok else Status.TRUE),
+        ),
+        reason=reason,
+        message=message,
+        generation=generation,
+        now=now,
+    )
     return {
         "runId": run_id,
         "trigger": trigger,
@@ -152,6 +146,31 @@ def runtime_condition(
             now=now,
         )
     }
+
+
+def _set_conditions(
+    current: Mapping[str, object],
+    states: Sequence[tuple[Type, Status]],
+    *,
+    reason: Reason,
+    message: str,
+    generation: int,
+    now: datetime.datetime,
+) -> Sequence[Mapping[str, object]]:
+    """The current conditions with each (type, status) of `states` set, in that order,
+    all for one reason and message."""
+    conds = _conditions(current)
+    for kind, state in states:
+        conds = conditions.set_condition(
+            conds,
+            kind=kind,
+            status=state,
+            reason=reason,
+            message=message,
+            observed_generation=generation,
+            now=now,
+        )
+    return conds
 
 
 def _conditions(current: Mapping[str, object]) -> Sequence[Mapping[str, object]]:

@@ -108,50 +108,25 @@ async def prune(
         contextlib.nullcontext() if dry_run else lock
     )
     async with held:
-        return await _execute(
+        observed = await observe(cri, selection=selection, store=store, now=now)
+        if on_plan:
+            on_plan(observed.plan)
+        report = await executor.execute(
             cri,
-            selection=selection,
-            store=store,
-            now=now,
+            observed.plan.removable,
             dry_run=dry_run,
             concurrency=concurrency,
-            on_plan=on_plan,
             on_result=on_result,
             stop=stop,
         )
-
-
-async def _execute(
-    cri: CriClient,
-    *,
-    selection: Selection,
-    store: usage.UsageStore,
-    now: datetime.datetime,
-    dry_run: bool,
-    concurrency: int,
-    on_plan: Callable[[planner.Plan], None] | None,
-    on_result: executor.Progress | None,
-    stop: asyncio.Event | None,
-) -> PruneRun:
-    observed = await observe(cri, selection=selection, store=store, now=now)
-    if on_plan:
-        on_plan(observed.plan)
-    report = await executor.execute(
-        cri,
-        observed.plan.removable,
-        dry_run=dry_run,
-        concurrency=concurrency,
-        on_result=on_result,
-        stop=stop,
-    )
-    if report.with_outcome(executor.Outcome.UNKNOWN):
-        report = await executor.confirm_unknown(cri, report)
-    return PruneRun(
-        observed,
-        report,
-        None if dry_run else _measure_again(observed.snapshot.disk),
-        datetime.datetime.now(datetime.UTC),
-    )
+        if report.with_outcome(executor.Outcome.UNKNOWN):
+            report = await executor.confirm_unknown(cri, report)
+        return PruneRun(
+            observed,
+            report,
+            None if dry_run else _measure_again(observed.snapshot.disk),
+            datetime.datetime.now(datetime.UTC),
+        )
 
 
 def _measure_again(before: disk.DiskUsage | None) -> disk.DiskUsage | None:
