@@ -3,9 +3,13 @@ answer is a Selection or a PolicyError naming the file or the field, at once."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
+import shutil
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -112,13 +116,34 @@ class TestFileProblems:
         assert path.stat().st_size == 2**20 + 1
         assert _error(path).problem == "larger than 1 MiB"
 
-    def test_unreadable(self, tmp_path: Path) -> None:
-        path = tmp_path / "policy.yaml"
-        path.write_text(POLICY)
-        path.chmod(0)
-        if os.access(path, os.R_OK):
-            pytest.skip("running as root: permissions do not stop reading")
-        assert _error(path).problem == "Permission denied"
+    def test_unreadable(self) -> None:
+        # Root reads any file, so as root the read is made as nobody, in a folder nobody
+        # may enter (pytest's own temp folders are root's alone), of a file root alone
+        # may read.
+        folder = Path(tempfile.mkdtemp(prefix="ipn-perm-"))
+        try:
+            folder.chmod(0o755)
+            path = folder / "policy.yaml"
+            path.write_text(POLICY)
+            path.chmod(0o600 if os.geteuid() == 0 else 0)
+            with _as_nobody():
+                error = _error(path)
+        finally:
+            shutil.rmtree(folder)
+        assert error.problem == "Permission denied"
+
+
+@contextlib.contextmanager
+def _as_nobody() -> Iterator[None]:
+    """Root's file permissions do not apply to root: take nobody's for the block."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
 
 
 @pytest.mark.parametrize(
