@@ -59,7 +59,7 @@ rm -rf "$stage"
 mkdir -p "$stage/src"
 cp -r "$root/operator/imageprune" "$stage/src/"
 copy_tests "$stage"
-cp -r "$root/deploy" "$root/docs" "$stage/"  # read by some unit tests
+cp -r "$root/deploy" "$root/docs" "$root/charts" "$stage/"  # read by some unit tests
 cp "$root/pyproject.toml" "$stage/"
 source_hash >"$stage/source.sha256"
 cat >>"$stage/pyproject.toml" <<EOF
@@ -67,7 +67,7 @@ cat >>"$stage/pyproject.toml" <<EOF
 [tool.mutmut]
 source_paths = ["src/imageprune"]
 only_mutate = [${only%, }]
-also_copy = ["deploy", "docs"]
+also_copy = ["deploy", "docs", "charts"]
 pytest_add_cli_args_test_selection = ["tests/unit"]
 # The first two run Python from the repository root, which the stage is not; the
 # timing test cannot pass under mutmut's tracing.
