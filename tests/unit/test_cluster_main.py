@@ -3,6 +3,7 @@ kopf starts (no traceback, no retry loop against a kubeconfig that cannot work).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,19 @@ import pytest
 from imageprune.cluster import main
 
 pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize("path", ["/dev/zero", "fifo", "."])
+def test_a_kubeconfig_that_is_no_regular_file_is_refused_without_reading_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], path: str
+) -> None:
+    if path == "fifo":
+        os.mkfifo(tmp_path / path)  # kopf alone would wait for a writer forever
+    target = path if path.startswith("/") else str(tmp_path / path)
+    assert main.main(["--kubeconfig", target]) == 2
+    err = capsys.readouterr().err
+    assert "not a regular file" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize(

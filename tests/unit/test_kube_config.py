@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -140,11 +141,20 @@ def test_kubeconfig_env_skips_missing_files_of_a_list(tmp_path: Path) -> None:
         ("missing", "does not exist"),
         ("yaml", "not valid YAML"),
         ("scalar", "must be a YAML mapping"),
+        ("fifo", "not a regular file (a FIFO)"),  # reading it would wait for a writer
+        ("directory", "not a regular file (a directory)"),
+        ("huge", "larger than"),
     ],
 )
 def test_unusable_kubeconfig_files(tmp_path: Path, setup: str, message: str) -> None:
     path = tmp_path / "kc"
-    if setup == "yaml":
+    if setup == "fifo":
+        os.mkfifo(path)
+    elif setup == "directory":
+        path.mkdir()
+    elif setup == "huge":
+        path.write_text("# padding\n" * 500_000)
+    elif setup == "yaml":
         path.write_text("clusters: [\n")
     elif setup == "scalar":
         path.write_text("just a string\n")

@@ -15,10 +15,13 @@ from typing import Any
 import kopf
 import yaml
 
+from imageprune import files
 from imageprune.cluster import handlers, metrics
 
 EXIT_USAGE = 2
 _PROG = "imageprune operator"
+# Kubeconfigs with a few dozen clusters stay far below this; /dev/zero does not.
+_KUBECONFIG_LIMIT = 4 * 1024 * 1024
 
 
 def _port(text: str) -> int:
@@ -79,10 +82,12 @@ class _BadKubeconfig(Exception):
 def _check_kubeconfig(path: str) -> None:
     """Fail early with the reason instead of kopf retrying a broken login forever."""
     try:
+        # kopf reads whatever the path names: /dev/zero or a FIFO would hang it.
+        files.read_regular_file(path, limit=_KUBECONFIG_LIMIT)
         info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
     except FileNotFoundError:
         raise _BadKubeconfig(f"--kubeconfig {path}: no such file") from None
-    except (OSError, yaml.YAMLError) as error:
+    except (OSError, yaml.YAMLError, files.FileRejected) as error:
         reason = " ".join(str(error).split())  # YAML errors span lines
         raise _BadKubeconfig(f"--kubeconfig {path}: cannot read it: {reason}") from None
     except (KeyError, TypeError, AttributeError, kopf.LoginError) as error:

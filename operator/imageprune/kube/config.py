@@ -19,10 +19,13 @@ from pathlib import Path
 
 import yaml
 
+from imageprune import files
 from imageprune.kube.errors import ConfigError
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 KUBECONFIG_ENV = "KUBECONFIG"
+# Kubeconfigs with a few dozen clusters stay far below this; /dev/zero does not.
+_KUBECONFIG_LIMIT = 4 * 1024 * 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,13 +104,13 @@ def _from_files(paths: Sequence[Path], *, what: str) -> Credentials:
     documents = []
     for path in paths:
         try:
-            text = path.read_text(encoding="utf-8")
+            text = files.read_regular_file(path, limit=_KUBECONFIG_LIMIT).decode("utf-8")
         except FileNotFoundError:
             # kubectl skips missing entries of a $KUBECONFIG list; a lone file must exist.
             if len(paths) == 1:
                 raise ConfigError(f"kubeconfig {path} (from {what}) does not exist") from None
             continue
-        except (OSError, UnicodeDecodeError) as err:
+        except (OSError, UnicodeDecodeError, files.FileRejected) as err:
             raise ConfigError(f"cannot read kubeconfig {path} (from {what}): {err}") from None
         try:
             document = yaml.safe_load(text)
