@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import datetime
 import io
+import json
 
 import pytest
 
 from imageprune.cli import render
 from imageprune.node import executor
-from testkit import pruneruns
+from testkit import builders, pruneruns
 
 pytestmark = pytest.mark.unit
 
@@ -51,3 +52,15 @@ def test_a_prune_report_prints_one_line_per_kind_of_error() -> None:
     ]
     assert lines[-1].startswith("Removed 1 images, 100 B (image filesystem: 200 B less used")
     assert "; 1 Unknown, 3 NotAttempted. Kept: 1 Excluded." in lines[-1]
+
+
+def test_images_json_names_the_excludes_that_matched_nothing() -> None:
+    plan = builders.make_plan(
+        [builders.image(1, "docker.io/library/app:1")],
+        selection=builders.selection(exclude=("docker.io/library/app:*", "quay.io/*")),
+    )
+    out = io.StringIO()
+    render.images(plan, {}, output="json", stream=out)
+    document = json.loads(out.getvalue())
+    assert document["unmatchedExcludes"] == ["quay.io/*"]
+    assert [i["reason"] for i in document["images"]] == ["Excluded"]

@@ -59,7 +59,8 @@ def images(
 ) -> None:
     if output == "json":
         items = [verdict_json(v, records.get(v.image.id)) for v in plan.verdicts]
-        json.dump({"images": items}, stream, indent=2)
+        document = {"images": items, "unmatchedExcludes": list(plan.unmatched_excludes)}
+        json.dump(document, stream, indent=2)
         stream.write("\n")
         return
     now = now or datetime.datetime.now(datetime.UTC)
