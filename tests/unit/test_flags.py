@@ -24,7 +24,7 @@ def _parse(*argv: str) -> argparse.Namespace:
     [("unused", Scope.UNUSED), ("DANGLING", Scope.DANGLING), ("Dangling", Scope.DANGLING)],
 )
 def test_scope_takes_any_case(text: str, scope: Scope) -> None:
-    assert flags.selection_from_args(_parse("--scope", text)).scope is scope
+    assert flags.request_from_args(_parse("--scope", text)).selection.scope is scope
 
 
 def test_an_unknown_scope_is_still_refused() -> None:
@@ -43,20 +43,20 @@ def test_an_unknown_scope_is_still_refused() -> None:
 )
 def test_unmatchable_patterns_name_the_flag(argv: list[str], message: str) -> None:
     with pytest.raises(flags.UsageError) as caught:
-        flags.selection_from_args(_parse(*argv))
+        flags.request_from_args(_parse(*argv))
     assert str(caught.value).startswith(message)
 
 
 def test_flags_set_no_age_limit_but_a_policy_file_does(tmp_path: Path) -> None:
-    assert flags.selection_from_args(_parse()).unused_for is None
+    assert flags.request_from_args(_parse()).selection.unused_for is None
     path = tmp_path / "policy.yaml"
     path.write_text("apiVersion: imageprune.io/v1alpha1\nkind: ImagePrunePolicy\nspec: {}\n")
-    assert flags.selection_from_args(_parse("--policy", str(path))).unused_for == (
+    assert flags.request_from_args(_parse("--policy", str(path))).selection.unused_for == (
         DEFAULT_UNUSED_FOR
     )
 
 
 def test_policy_file_errors_name_the_flag_and_the_file(tmp_path: Path) -> None:
     with pytest.raises(flags.UsageError) as caught:
-        flags.selection_from_args(_parse("--policy", str(tmp_path)))
+        flags.request_from_args(_parse("--policy", str(tmp_path)))
     assert str(caught.value) == f"--policy {tmp_path}: not a regular file (a directory)"
