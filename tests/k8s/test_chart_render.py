@@ -186,7 +186,7 @@ def test_rbac_is_exactly_the_documented_rules(helm: chart.Helm) -> None:
     ]
     assert rules["imageprune-agent"] == [
         _rule("imageprune.io", "imageprunetasks", "get list watch"),
-        _rule("imageprune.io", "imageprunetasks/status", "patch"),
+        _rule("imageprune.io", "imageprunetasks/status", "get patch"),
     ]
     roles = {
         (o["metadata"]["namespace"], o["metadata"]["name"]): o["rules"]
