@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import datetime
 import json
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from imageprune.api import task as api_task
 from imageprune.api.policy import Mode, Trigger
@@ -133,6 +135,24 @@ def test_rbac(
     allowed: bool,
 ) -> None:
     assert can_i(kube_control_plane, user, verb, resource, namespace) is allowed
+
+
+def test_notes_first_policy_is_accepted(
+    kube_control_plane: ControlPlane, cluster_helm: chart.Helm, release: str
+) -> None:
+    """The DryRun policy NOTES.txt tells people to apply is valid as printed."""
+    notes = cluster_helm.run("get", "notes", release, f"--namespace={NAMESPACE}").stdout
+    lines = notes.splitlines()
+    start = lines.index("  cat <<'YAML' | kubectl apply -f -") + 1
+    end = lines.index("  YAML", start)
+    manifest = textwrap.dedent("\n".join(lines[start:end]))
+    assert "mode: DryRun" in manifest
+    kube_control_plane.kubectl("apply", "--dry-run=server", "-f", "-", stdin=manifest)
+    name = yaml.safe_load(manifest)["metadata"]["name"]
+    assert f"kubectl get ipp {name}" in notes
+    assert f"kubectl label namespace {NAMESPACE} pod-security.kubernetes.io/enforce=privileged" in (
+        notes
+    )
 
 
 # ---- admission ----------------------------------------------------------------------

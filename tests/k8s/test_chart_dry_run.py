@@ -76,3 +76,51 @@ def test_every_object_passes_server_dry_run(
     )
     applied = result.stdout.split()
     assert len(applied) == len(objects), result.stdout
+
+
+@pytest.fixture(scope="module")
+def pod_security_namespaces(kube_control_plane: ControlPlane) -> str:
+    """A namespace per Pod Security level, enforced (names: pss-<level>)."""
+    for level in ("restricted", "baseline", "privileged"):
+        kube_control_plane.kubectl("create", "namespace", f"pss-{level}")
+        kube_control_plane.kubectl(
+            "label", "namespace", f"pss-{level}", f"pod-security.kubernetes.io/enforce={level}"
+        )
+    return "pss-"
+
+
+@pytest.mark.parametrize(
+    ("kind", "level", "admitted"),
+    [
+        ("Deployment", "restricted", True),  # the operator
+        ("Job", "restricted", True),  # the CRD upgrade hook
+        ("DaemonSet", "baseline", False),  # the agent: hostPath volumes
+        ("DaemonSet", "privileged", True),
+    ],
+)
+def test_pod_security_level(
+    kube_control_plane: ControlPlane,
+    helm: chart.Helm,
+    pod_security_namespaces: str,
+    *,
+    kind: str,
+    level: str,
+    admitted: bool,
+) -> None:
+    """The level each workload's pods need, as Pod Security admission judges their pods
+    (no controller creates the pods here, so the test submits the template as a Pod)."""
+    namespace = pod_security_namespaces + level
+    (workload,) = [o for o in helm.template(namespace=namespace) if o["kind"] == kind]
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "pss-check", "namespace": namespace},
+        "spec": workload["spec"]["template"]["spec"],
+    }
+    result = kube_control_plane.kubectl(
+        "create", "--dry-run=server", "-f", "-", stdin=json.dumps(pod), check=False
+    )
+    if admitted:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert 'violates PodSecurity "baseline:latest": hostPath volumes' in result.stderr
