@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,9 @@ import yaml
 
 from imageprune.api import task as api_task
 from imageprune.api.policy import Mode, Trigger
-from testkit import chart, cluster
+from testkit import agent as agent_kit
+from testkit import chart, cluster, kube
+from testkit.containerd import Factory
 from testkit.kube import ControlPlane
 
 pytestmark = pytest.mark.k8s
@@ -301,3 +304,60 @@ def test_only_the_operator_changes_a_tasks_spec(
     operator = kubeconfig_of(plane, "imageprune-operator")
     assert patch({"spec": {"runId": "r2"}}, operator) == ""
     assert plane.get("imageprunetasks", name)["spec"]["runId"] == "r2"
+
+
+# ---- the real programs with these identities -------------------------------------
+
+
+def test_operator_and_agent_work_as_the_charts_service_accounts(
+    kube_control_plane: ControlPlane,
+    release: str,
+    containerd_factory: Factory,
+    tmp_path: Path,
+) -> None:
+    """The operator and one agent (with a real containerd) authenticate with TokenRequest
+    tokens of the chart's service accounts, the agent's bound to its node: a DryRun policy
+    runs to completion, and neither logs a refusal."""
+    plane = kube_control_plane
+    cluster.label_node(plane, "node-a", **{"imageprune-test/identity": "yes"})
+    operator_login = kubeconfig_of(plane, "imageprune-operator")
+    agent_login = kubeconfig_of(plane, "imageprune-agent", node="node-a")
+    operator = kube._Process(
+        "operator-as-sa",
+        [
+            "env",
+            f"PYTHONPATH={agent_kit.import_path()}",
+            sys.executable,
+            "-m",
+            "imageprune.cluster.main",
+            f"--kubeconfig={operator_login}",
+            "--interval=1",
+            "--log-format=json",
+        ],
+        tmp_path / "operator.log",
+    )
+    agent = agent_kit.AgentProcess(
+        plane,
+        containerd_factory("2.x"),
+        node_name="node-a",
+        workdir=tmp_path / "agent",
+        kubeconfig=agent_login,
+    ).start()
+    try:
+        selector = {"matchLabels": {"imageprune-test/identity": "yes"}}
+        cluster.apply(plane, cluster.policy("identity", unusedFor="0s", nodeSelector=selector))
+        finished = cluster.wait_for(
+            "the run on node-a",
+            lambda: cluster.status(plane, "identity").get("run", {}).get("completionTime"),
+        )
+        assert finished
+        assert cluster.status(plane, "identity")["run"]["nodes"]["succeeded"] == 1
+        # Deleting the policy: the operator's finalizer deletes its task.
+        plane.kubectl("delete", "imageprunepolicy", "identity", "--wait", "--timeout=60s")
+        assert cluster.tasks(plane, "identity") == {}
+    finally:
+        agent.stop()
+        operator.stop()
+    logs = operator.log.read_text() + agent.log_text()
+    for refusal in ("Forbidden", "forbidden", "Not enough permissions", " 403"):
+        assert refusal not in logs, operator.log_tail(40) + agent.log_text()[-4000:]

@@ -4,6 +4,7 @@ metrics that exist, and the plain manifests in deploy/ matching a fresh render."
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from collections.abc import Mapping
@@ -212,6 +213,7 @@ def test_optional_parts_are_off_by_default(helm: chart.Helm) -> None:
     assert policy["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     dashboard = find(everything, "ConfigMap", "-dashboard")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(dashboard["data"]["imageprune.json"])["panels"]
     minimal = kinds(helm.template(MINIMAL))
     assert not minimal & {"ValidatingAdmissionPolicy", "Job"}
 
