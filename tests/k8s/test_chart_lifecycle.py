@@ -204,3 +204,22 @@ def _source_columns() -> list[dict[str, Any]]:
     crd = yaml.safe_load((chart.CHART / "crds" / "imageprunetasks.yaml").read_text())
     columns: list[dict[str, Any]] = crd["spec"]["versions"][0]["additionalPrinterColumns"]
     return columns
+
+
+@pytest.mark.usefixtures("clean")
+def test_plain_manifests_install(kube_control_plane: ControlPlane) -> None:
+    """deploy/imageprune.yaml, applied as docs/install.md says, creates every object it
+    holds: the namespace first, the CRDs, then the rest."""
+    plane = kube_control_plane
+    path = str(chart.PLAIN_MANIFESTS)
+    plane.kubectl("apply", "--server-side", "-f", path)
+    objects = [d for d in yaml.safe_load_all(chart.PLAIN_MANIFESTS.read_text()) if d]
+    text = chart.PLAIN_MANIFESTS.read_text()
+    assert len(existing(plane, text)) == len(objects)
+    namespace = plane.get("namespace", "imageprune")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "privileged"
+    # Everything but the namespace goes again (without a controller-manager, a deleted
+    # namespace would stay Terminating for the rest of the session).
+    others = {"apiVersion": "v1", "kind": "List", "items": objects[1:]}
+    assert objects[0]["kind"] == "Namespace"
+    plane.kubectl("delete", "-f", "-", "--wait", stdin=json.dumps(others))
