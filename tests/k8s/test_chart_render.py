@@ -244,14 +244,14 @@ def test_alerts_and_dashboard_use_metrics_that_exist(helm: chart.Helm) -> None:
     assert "> 90" in next(r["expr"] for r in rules if r["alert"] == "ImagePruneDiskStillHigh")
 
 
-def test_plain_manifests_match_a_fresh_render(helm_binary: Any) -> None:
+def test_plain_manifests_match_a_fresh_render(helm: chart.Helm) -> None:
     fresh = subprocess.run(
         ["bash", str(chart.RENDER_SCRIPT), "-"],
         capture_output=True,
         text=True,
         check=True,
         timeout=120,
-        env={"HELM": str(helm_binary), "PATH": "/usr/bin:/bin"},
+        env={**helm.env, "HELM": str(helm.binary)},
     ).stdout
     assert chart.PLAIN_MANIFESTS.read_text() == fresh, (
         "deploy/imageprune.yaml differs from the chart: run hack/render-manifests.sh"
