@@ -58,6 +58,9 @@ def test_full_spec_splits_cluster_and_selection_fields() -> None:
         ({"rollout": {"maxConcurrent": 3}}, "spec.rollout.maxConcurrent", "unknown field"),
         ({"rollout": {"maxConcurrentNodes": 0}}, "spec.rollout.maxConcurrentNodes", "at least 1"),
         ({"rollout": {"maxFailedNodes": -1}}, "spec.rollout.maxFailedNodes", "at least 0"),
+        ({"rollout": {"nodeTimeout": "30s"}}, "spec.rollout.nodeTimeout", "at least 1m"),
+        ({"rollout": {"nodeTimeout": "an hour"}}, "spec.rollout.nodeTimeout", "invalid duration"),
+        ({"rollout": {"nodeTimeout": 3600}}, "spec.rollout.nodeTimeout", "a duration such as"),
         ({"nodeSelector": {"matchLabels": []}}, "spec.nodeSelector.matchLabels", "mapping"),
         # The selection is checked by the node parser, with its own field paths.
         ({"unusedFor": "7days"}, "spec.unusedFor", "invalid duration"),

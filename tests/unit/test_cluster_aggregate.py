@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from imageprune.api import intorpercent
 from imageprune.api.policy import Mode, PolicySpec, Rollout, Trigger
-from imageprune.cluster import aggregate, fanout, observed
+from imageprune.cluster import aggregate, fanout, observed, standing
 from testkit.cluster import view
 
 pytestmark = [
@@ -39,6 +39,7 @@ def status_for(
     now: datetime.datetime = T0,
     spec: PolicySpec = EVERYWHERE,
     dry_run: bool = False,
+    unable: Mapping[str, standing.Unable] | None = None,  # nodes with no task (or pending)
 ) -> dict[str, Any]:
     tasks = [
         view(n, s, RUN.id, dry_run=dry_run, removed=2, removed_bytes=3 * 1024**2)
@@ -48,9 +49,10 @@ def status_for(
         policy="p",
         generation=4,
         spec=spec,
-        nodes={n: {} for n in states},
+        nodes={n: {} for n in [*states, *(unable or {})]},
         tasks=tasks,
         run=RUN,
+        unable=unable,
         now=now,
     )
     return aggregate.status(result, RUN, previous or {}, aggregate.Context(generation=4, now=now))
@@ -69,6 +71,7 @@ def test_counts_and_totals_of_a_finished_run() -> None:
         "running": 0,
         "succeeded": 2,
         "failed": 1,
+        "skipped": 0,
     }
     assert (run["imagesRemoved"], run["bytesReclaimed"], run["reclaimed"]) == (
         6,
@@ -110,10 +113,54 @@ def test_a_paused_run_says_why_in_its_status_and_conditions() -> None:
     assert names == ["NodeFailed", "RolloutPaused"]
 
 
+def test_skipped_nodes_are_counted_named_and_announced_and_a_run_completes_without_them() -> None:
+    unable = {
+        "x": standing.Unable.AGENT_NOT_RUNNING,
+        "y": standing.Unable.NODE_NOT_READY,
+        "b": standing.Unable.AGENT_NOT_RUNNING,  # released, its agent gone before it started
+    }
+    status = status_for({"a": State.SUCCEEDED, "b": None, "c": State.SUCCEEDED}, unable=unable)
+    nodes = status["run"]["nodes"]
+    assert (nodes["skipped"], nodes["pending"], nodes["succeeded"]) == (3, 0, 2)
+    assert "completionTime" in status["run"]
+    assert [(n["node"], n["reason"]) for n in status["skippedNodes"]] == [
+        ("b", "AgentNotRunning"),
+        ("x", "AgentNotRunning"),
+        ("y", "NodeNotReady"),
+    ]
+    ready = condition(status, "Ready")
+    assert (ready["status"], ready["reason"]) == ("True", "RunSucceeded")
+    assert ready["message"] == (
+        f"run {RUN.id} succeeded on 2 nodes, 3 skipped (no agent: b, x; NotReady: y)"
+    )
+    events = aggregate.events({}, status)
+    skipped = [e for e in events if e.reason == "NodeSkipped"]
+    assert [e.message.split(" (")[0] for e in skipped] == [
+        "node b was skipped",
+        "node x was skipped",
+        "node y was skipped",
+    ]
+    assert "no working imageprune agent" in skipped[0].message
+    assert "0 failed, 3 skipped" in next(e for e in events if e.reason == "RunCompleted").message
+    # Told once per run.
+    assert [e.reason for e in aggregate.events(status, status)] == []
+
+
+def test_a_run_that_no_node_could_take_is_not_ready() -> None:
+    unable = {"x": standing.Unable.NODE_NOT_READY}
+    ready = condition(status_for({}, unable=unable), "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "NodesSkipped")
+
+
 def test_the_status_stays_small_whatever_the_number_of_nodes() -> None:
     small = status_for({f"n{i}": State.FAILED for i in range(3)})
-    large = status_for({f"n{i:05}": State.FAILED for i in range(5000)})
+    large = status_for(
+        {f"n{i:05}": State.FAILED for i in range(5000)},
+        unable=dict.fromkeys((f"s{i:05}" for i in range(5000)), standing.Unable.NODE_NOT_READY),
+    )
     assert len(large["failedNodes"]) == aggregate.MAX_FAILED_NODES
+    assert len(large["skippedNodes"]) == aggregate.MAX_FAILED_NODES
+    assert "and 4990 more" in condition(large, "Ready")["message"]
     assert len(json.dumps(large)) < len(json.dumps(small)) + 2000
 
 

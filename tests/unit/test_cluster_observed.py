@@ -81,3 +81,20 @@ def test_the_run_round_trips_through_the_status() -> None:
     assert observed.run_from_status({"run": run.to_status()}) == run
     assert observed.run_from_status({"run": {"id": R, "trigger": "Sometimes"}}) is None
     assert observed.run_from_status({}) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "not_ready"),
+    [
+        ({"conditions": [{"type": "Ready", "status": "True"}]}, False),
+        ({"conditions": [{"type": "Ready", "status": "False"}]}, True),
+        ({"conditions": [{"type": "Ready", "status": "Unknown"}]}, True),  # kubelet silent
+        ({"conditions": [{"type": "MemoryPressure", "status": "False"}]}, False),
+        ({}, False),  # no Ready condition: not known to be NotReady
+        ({"conditions": "junk"}, False),
+    ],
+)
+def test_a_node_is_not_ready_only_when_its_ready_condition_says_so(
+    status: dict[str, object], not_ready: bool
+) -> None:
+    assert observed.node_not_ready({"metadata": {"name": "n"}, "status": status}) is not_ready

@@ -66,6 +66,7 @@ async def one_pass(
         target,
         nodes={"a": {}, "b": {}},
         tasks=[],
+        unable={},
         memory=memory,
         client=client,  # type: ignore[arg-type]
         announce=announce,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import random
+from collections.abc import Mapping, Sequence
 
 import pytest
 from hypothesis import given, settings
@@ -10,7 +13,7 @@ from hypothesis import strategies as st
 
 from imageprune.api import intorpercent
 from imageprune.api.policy import Rollout
-from imageprune.cluster import observed, rollout
+from imageprune.cluster import observed, rollout, standing
 from testkit.cluster import view
 
 pytestmark = [
@@ -30,12 +33,35 @@ budgets = st.one_of(
     st.builds(intorpercent.IntOrPercent, st.integers(0, 5)),
     st.builds(lambda v: intorpercent.IntOrPercent(v, percent=True), st.integers(0, 100)),
 )
-# None: released, not started; "busy": still running an older run.
+T = datetime.datetime(2026, 12, 7, tzinfo=datetime.UTC)
+# None: released, not started; "busy": still running an older run; SKIPPED: no task and
+# no working agent.
 node_states = st.sampled_from([*State, None, "busy", "absent"])
 
 
+def _next_wave(
+    matched: Sequence[str],
+    tasks: Mapping[str, observed.TaskView],
+    policy: Rollout,
+    *,
+    hold: bool = False,
+    unable: Mapping[str, standing.Unable] | None = None,
+) -> rollout.Wave:
+    standings = {
+        node: standing.stand(
+            tasks.get(node),
+            run_id=R,
+            unable=(unable or {}).get(node),
+            now=T,
+            node_timeout=policy.node_timeout,
+        )
+        for node in matched
+    }
+    return rollout.next_wave(matched=matched, standings=standings, rollout=policy, hold=hold)
+
+
 def _task(node: str, state: object) -> observed.TaskView | None:
-    if state == "absent":
+    if state in ("absent", State.SKIPPED):
         return None
     if state == "busy":
         return observed.TaskView(
@@ -60,8 +86,13 @@ def test_a_wave_fits_the_room_left_and_a_spent_budget_releases_nothing(
 ) -> None:
     matched = NODES[: len(states)]
     tasks = {n: t for n, s in zip(matched, states, strict=True) if (t := _task(n, s))}
+    unable = {
+        n: standing.Unable.AGENT_NOT_RUNNING
+        for n, s in zip(matched, states, strict=True)
+        if s is State.SKIPPED
+    }
     policy = Rollout(max_concurrent_nodes=concurrent, max_failed_nodes=failed)
-    wave = rollout.next_wave(matched=matched, tasks=tasks, run_id=R, rollout=policy, hold=hold)
+    wave = _next_wave(matched, tasks, policy, hold=hold, unable=unable)
 
     in_flight = sum(s in (State.RUNNING, None, "busy") for s in states)
     failures = states.count(State.FAILED)
@@ -102,7 +133,7 @@ def test_a_simulated_rollout_never_exceeds_the_wave_and_ends_or_pauses(
     policy = Rollout(max_concurrent_nodes=concurrent, max_failed_nodes=failed)
     tasks: dict[str, observed.TaskView] = {}
     for _ in range(10 * size + 10):
-        wave = rollout.next_wave(matched=matched, tasks=tasks, run_id=R, rollout=policy)
+        wave = _next_wave(matched, tasks, policy)
         for node in wave.release:
             tasks[node] = view(node, None, R)
         flying = [n for n, t in tasks.items() if t.in_flight(R)]
@@ -127,7 +158,7 @@ def test_a_simulated_rollout_never_exceeds_the_wave_and_ends_or_pauses(
 def test_the_pause_reason_names_the_field_and_the_numbers() -> None:
     tasks = {n: view(n, State.FAILED, R) for n in NODES[:2]}
     policy = Rollout(max_failed_nodes=intorpercent.IntOrPercent(1))
-    wave = rollout.next_wave(matched=NODES[:10], tasks=tasks, run_id=R, rollout=policy)
+    wave = _next_wave(NODES[:10], tasks, policy)
     assert wave.paused
     assert wave.release == ()
     assert wave.paused_reason is not None
@@ -140,6 +171,46 @@ def test_a_node_busy_with_a_disk_pressure_run_counts_against_the_wave() -> None:
         name="p.a", node="a", policy="p", spec_run_id="old", status_run_id="disk-1"
     )
     policy = Rollout(max_concurrent_nodes=intorpercent.IntOrPercent(1))
-    wave = rollout.next_wave(matched=["a", "b"], tasks={"a": busy}, run_id=R, rollout=policy)
+    wave = _next_wave(["a", "b"], {"a": busy}, policy)
     assert wave.release == ()
     assert wave.in_flight == 1
+
+
+def test_a_node_that_cannot_run_takes_no_place_in_a_wave_of_one() -> None:
+    """maxConcurrentNodes 1, and the first node in order has no agent: the wave goes on
+    to the next node instead of waiting on it, whether or not it was released."""
+    policy = Rollout(max_concurrent_nodes=intorpercent.IntOrPercent(1))
+    no_agent = {"a": standing.Unable.AGENT_NOT_RUNNING}
+    assert _next_wave(["a", "b"], {}, policy, unable=no_agent).release == ("b",)
+    released = {"a": view("a", None, R)}
+    assert _next_wave(["a", "b"], released, policy, unable=no_agent).release == ("b",)
+    # Its agent works again while the run is under way: it joins the run.
+    assert _next_wave(["a", "b"], {}, policy).release == ("a",)
+
+
+def test_a_skipped_node_is_no_failure() -> None:
+    policy = Rollout(max_failed_nodes=intorpercent.IntOrPercent(0))
+    not_ready = dict.fromkeys(NODES[:5], standing.Unable.NODE_NOT_READY)
+    wave = _next_wave(NODES[:6], {}, policy, unable=not_ready)
+    assert (wave.paused, wave.failed, wave.release) == (False, 0, (NODES[5],))
+
+
+def test_an_agent_silent_past_the_node_timeout_fails_its_node_and_frees_its_place() -> None:
+    policy = Rollout(max_concurrent_nodes=intorpercent.IntOrPercent(1))
+    started = view("a", State.RUNNING, R)
+    for age, failed, release in [
+        (policy.node_timeout - datetime.timedelta(seconds=1), 0, ()),
+        (policy.node_timeout, 1, ()),  # the failure budget (0) is spent: paused
+    ]:
+        task = dataclasses.replace(started, started_at=T - age)
+        wave = _next_wave(["a", "b"], {"a": task}, policy)
+        assert (wave.failed, wave.release) == (failed, release)
+    tolerant = Rollout(
+        max_concurrent_nodes=intorpercent.IntOrPercent(1),
+        max_failed_nodes=intorpercent.IntOrPercent(1),
+    )
+    task = dataclasses.replace(started, started_at=T - policy.node_timeout)
+    assert _next_wave(["a", "b"], {"a": task}, tolerant).release == ("b",)
+    stood = standing.stand(task, run_id=R, unable=None, now=T, node_timeout=tolerant.node_timeout)
+    assert (stood.state, stood.reason) == (State.FAILED, "NodeTimeout")
+    assert "rollout.nodeTimeout (1h)" in stood.message

@@ -59,6 +59,9 @@ def test_defaults_match_the_parsers() -> None:
     rollout = POLICY_SPEC["rollout"]["properties"]
     assert rollout["maxConcurrentNodes"]["default"] == policy.DEFAULT_MAX_CONCURRENT_NODES.to_json()
     assert rollout["maxFailedNodes"]["default"] == policy.DEFAULT_MAX_FAILED_NODES.to_json()
+    assert durations.parse_duration(rollout["nodeTimeout"]["default"]) == (
+        policy.DEFAULT_NODE_TIMEOUT
+    )
 
 
 def test_the_parsers_accept_every_default() -> None:
@@ -85,6 +88,7 @@ def test_nested_fields_are_known_to_the_parsers(nested: str, parse: Any) -> None
         "maxBytesPerRun": "1Gi",
         "maxConcurrentNodes": 1,
         "maxFailedNodes": 0,
+        "nodeTimeout": "2h",
         "matchLabels": {"a": "b"},
         "matchExpressions": [{"key": "a", "operator": "Exists"}],
     }

@@ -5,12 +5,13 @@ and the node-selection fields kept as the raw subset the node parser
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import enum
 import zoneinfo
 from collections.abc import Mapping
 
 from imageprune.api import intorpercent, labelselector
-from imageprune.policy import selection
+from imageprune.policy import durations, selection
 
 
 class Mode(enum.StrEnum):
@@ -28,15 +29,20 @@ class Trigger(enum.StrEnum):
     DISK_PRESSURE = "DiskPressure"
 
 
-_ROLLOUT_FIELDS = frozenset({"maxConcurrentNodes", "maxFailedNodes"})
+_ROLLOUT_FIELDS = frozenset({"maxConcurrentNodes", "maxFailedNodes", "nodeTimeout"})
 DEFAULT_MAX_CONCURRENT_NODES = intorpercent.IntOrPercent(25, percent=True)
 DEFAULT_MAX_FAILED_NODES = intorpercent.IntOrPercent(0)
+# A prune of thousands of images on a slow disk takes minutes, not an hour: a node whose
+# agent has been on one run this long has lost it (killed, or the node gone).
+DEFAULT_NODE_TIMEOUT = datetime.timedelta(hours=1)
+_MIN_NODE_TIMEOUT = datetime.timedelta(minutes=1)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Rollout:
     max_concurrent_nodes: intorpercent.IntOrPercent = DEFAULT_MAX_CONCURRENT_NODES
     max_failed_nodes: intorpercent.IntOrPercent = DEFAULT_MAX_FAILED_NODES
+    node_timeout: datetime.timedelta = DEFAULT_NODE_TIMEOUT
 
     def wave_size(self, matched: int) -> int:
         """Nodes pruned at once: a percent rounds up, and a wave holds at least one node."""
@@ -140,6 +146,7 @@ def _rollout(value: object) -> Rollout:
         )
     concurrent = value.get("maxConcurrentNodes")
     failed = value.get("maxFailedNodes")
+    timeout = value.get("nodeTimeout")
     return Rollout(
         max_concurrent_nodes=DEFAULT_MAX_CONCURRENT_NODES
         if concurrent is None
@@ -147,4 +154,19 @@ def _rollout(value: object) -> Rollout:
         max_failed_nodes=DEFAULT_MAX_FAILED_NODES
         if failed is None
         else intorpercent.parse(failed, f"{path}.maxFailedNodes", minimum=0),
+        node_timeout=DEFAULT_NODE_TIMEOUT
+        if timeout is None
+        else _node_timeout(timeout, f"{path}.nodeTimeout"),
     )
+
+
+def _node_timeout(value: object, path: str) -> datetime.timedelta:
+    if not isinstance(value, str):
+        raise selection.PolicyError(path, f"must be a duration such as 1h (got {value!r})")
+    try:
+        timeout = durations.parse_duration(value)
+    except ValueError as error:
+        raise selection.PolicyError(path, str(error)) from None
+    if timeout < _MIN_NODE_TIMEOUT:
+        raise selection.PolicyError(path, f"must be at least 1m (got {value})")
+    return timeout

@@ -13,7 +13,7 @@ from imageprune.api import conditions, times
 from imageprune.cluster import fanout, observed
 from imageprune.policy import quantities
 
-MAX_FAILED_NODES = 10  # the CRD's maxItems for status.failedNodes
+MAX_FAILED_NODES = 10  # the CRD's maxItems for status.failedNodes (and skippedNodes)
 
 _True, _False, _Unknown = conditions.Status.TRUE, conditions.Status.FALSE, conditions.Status.UNKNOWN
 
@@ -46,10 +46,11 @@ def status(
             degraded=(_False, "AsExpected", ""),
         )
     else:
-        run_status, failed = _run(plan, run, previous, context)
+        run_status, failed, skipped = _run(plan, run, previous, context)
         body["run"] = run_status
         body["failedNodes"] = failed
-        body["conditions"] = _run_conditions(old_conditions, run_status, context)
+        body["skippedNodes"] = skipped
+        body["conditions"] = _run_conditions(old_conditions, run_status, skipped, context)
     if context.last_schedule_time is not None:
         body["lastScheduleTime"] = times.to_rfc3339(context.last_schedule_time)
     if context.next_run_time is not None:
@@ -77,14 +78,21 @@ def invalid(
 
 def _run(
     plan: fanout.Plan, run: observed.Run, previous: Mapping[str, object], context: Context
-) -> tuple[dict[str, object], list[dict[str, str]]]:
+) -> tuple[dict[str, object], list[dict[str, str]], list[dict[str, str]]]:
     counts = dict.fromkeys(observed.NodeState, 0)
     removed = removed_bytes = candidates = candidate_bytes = 0
-    failed: list[dict[str, str]] = []
+    noted: dict[observed.NodeState, list[dict[str, str]]] = {
+        observed.NodeState.FAILED: [],
+        observed.NodeState.SKIPPED: [],
+    }
     for node in plan.matched:
-        view = plan.tasks.get(node)
-        state = view.state(run.id) if view else observed.NodeState.PENDING
+        standing = plan.standings[node]
+        state = standing.state
         counts[state] += 1
+        notes = noted.get(state)
+        if notes is not None and len(notes) < MAX_FAILED_NODES:
+            notes.append({"node": node, "reason": standing.reason, "message": standing.message})
+        view = plan.tasks.get(node)
         if view is None or state not in (observed.NodeState.SUCCEEDED, observed.NodeState.FAILED):
             continue
         if view.dry_run:
@@ -93,10 +101,6 @@ def _run(
         else:
             removed += view.removed_images
             removed_bytes += view.removed_bytes
-        if state is observed.NodeState.FAILED and len(failed) < MAX_FAILED_NODES:
-            failed.append(
-                {"node": node, "reason": view.reason or "Failed", "message": view.message}
-            )
     body = run.to_status() | {
         "nodes": {
             "matched": len(plan.matched),
@@ -118,17 +122,24 @@ def _run(
         old = _mapping(previous.get("run"))
         same = old.get("id") == run.id and isinstance(old.get("completionTime"), str)
         body["completionTime"] = old["completionTime"] if same else times.to_rfc3339(context.now)
-    return body, failed
+    return body, noted[observed.NodeState.FAILED], noted[observed.NodeState.SKIPPED]
 
 
 def _run_conditions(
-    old: Sequence[Mapping[str, object]], run: Mapping[str, object], context: Context
+    old: Sequence[Mapping[str, object]],
+    run: Mapping[str, object],
+    skipped_nodes: Sequence[Mapping[str, str]],
+    context: Context,
 ) -> list[Mapping[str, object]]:
     nodes = _mapping(run.get("nodes"))
     matched, failed = _int(nodes.get("matched")), _int(nodes.get("failed"))
-    pending, running = _int(nodes.get("pending")), _int(nodes.get("running"))
-    done = matched - pending - running
-    progress = f"run {run.get('id')}: {done} of {matched} nodes done, {running} running"
+    running, skipped = _int(nodes.get("running")), _int(nodes.get("skipped"))
+    succeeded = _int(nodes.get("succeeded"))
+    skips = _skips(skipped, skipped_nodes)
+    progress = (
+        f"run {run.get('id')}: {succeeded + failed} of {matched} nodes done, {running} running"
+        + skips
+    )
     failures = f"{failed} of {matched} nodes failed in run {run.get('id')}"
     degraded = (_True, "NodesFailed", failures) if failed else (_False, "AsExpected", "")
     if run.get("paused"):
@@ -144,9 +155,12 @@ def _run_conditions(
         if matched == 0:
             ready = (_True, "NoMatchingNodes", "no node matches spec.nodeSelector")
         elif failed:
-            ready = (_False, "NodesFailed", failures)
+            ready = (_False, "NodesFailed", failures + skips)
+        elif succeeded == 0:
+            ready = (_False, "NodesSkipped", f"run {run.get('id')}: no node could run it" + skips)
         else:
-            ready = (_True, "RunSucceeded", f"run {run.get('id')} succeeded on {matched} nodes")
+            done = f"run {run.get('id')} succeeded on {succeeded} nodes"
+            ready = (_True, "RunSucceeded", done + skips)
         return _set_all(
             old,
             context,
@@ -173,6 +187,20 @@ def _run_conditions(
 
 
 _Value = tuple[conditions.Status, str, str]
+_SKIP_REASONS = {"AgentNotRunning": "no agent", "NodeNotReady": "NotReady"}
+
+
+def _skips(count: int, listed: Sequence[Mapping[str, str]]) -> str:
+    """', 2 skipped (no agent: node-a; NotReady: node-b)', naming the listed nodes."""
+    if not count:
+        return ""
+    by_reason: dict[str, list[str]] = {}
+    for note in listed:
+        reason = _SKIP_REASONS.get(note.get("reason", ""), note.get("reason", ""))
+        by_reason.setdefault(reason, []).append(note.get("node", ""))
+    names = "; ".join(f"{reason}: {', '.join(nodes)}" for reason, nodes in by_reason.items())
+    more = f" and {count - len(listed)} more" if count > len(listed) else ""
+    return f", {count} skipped ({names}{more})"
 
 
 def _set_all(
@@ -221,23 +249,26 @@ class Event:
 
 def events(old: Mapping[str, object], new: Mapping[str, object]) -> list[Event]:
     """What changed between two statuses that a person should see in `kubectl describe`:
-    node failed, rollout paused, run completed (run started: see started())."""
+    node failed or skipped, rollout paused, run completed (run started: see started())."""
     old_run, new_run = _mapping(old.get("run")), _mapping(new.get("run"))
     if not new_run:
         return []
     same_run = old_run.get("id") == new_run.get("id")
     found: list[Event] = []
-    known = {str(f.get("node")) for f in _failed(old)} if same_run else set()
-    for failure in _failed(new):
-        if failure.get("node") not in known:
-            found.append(
-                Event(
-                    True,
-                    "NodeFailed",
-                    f"node {failure.get('node')} failed ({failure.get('reason')}):"
-                    f" {failure.get('message')}",
-                )
+    for field, reason, verb in (
+        ("failedNodes", "NodeFailed", "failed"),
+        ("skippedNodes", "NodeSkipped", "was skipped"),
+    ):
+        known = {str(f.get("node")) for f in _notes(old, field)} if same_run else set()
+        found.extend(
+            Event(
+                True,
+                reason,
+                f"node {note.get('node')} {verb} ({note.get('reason')}): {note.get('message')}",
             )
+            for note in _notes(new, field)
+            if note.get("node") not in known
+        )
     if new_run.get("paused") and not (same_run and old_run.get("paused")):
         found.append(Event(True, "RolloutPaused", str(new_run.get("pausedReason", ""))))
     if "completionTime" in new_run and not (same_run and "completionTime" in old_run):
@@ -254,7 +285,8 @@ def events(old: Mapping[str, object], new: Mapping[str, object]) -> list[Event]:
                 bool(_int(nodes.get("failed"))),
                 "RunCompleted",
                 f"run {new_run.get('id')} completed: {nodes.get('succeeded')} of"
-                f" {nodes.get('matched')} nodes succeeded, {nodes.get('failed')} failed;"
+                f" {nodes.get('matched')} nodes succeeded, {nodes.get('failed')} failed,"
+                f" {_int(nodes.get('skipped'))} skipped;"
                 f" {outcome}",
             )
         )
@@ -290,8 +322,8 @@ def _conditions(status: Mapping[str, object]) -> list[Mapping[str, object]]:
     return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
 
 
-def _failed(status: Mapping[str, object]) -> list[Mapping[str, object]]:
-    found = status.get("failedNodes")
+def _notes(status: Mapping[str, object], field: str) -> list[Mapping[str, object]]:
+    found = status.get(field)
     return [f for f in found if isinstance(f, Mapping)] if isinstance(found, list) else []
 
 

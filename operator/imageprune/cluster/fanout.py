@@ -10,13 +10,14 @@ from collections.abc import Collection, Iterable, Mapping
 
 from imageprune.api import task
 from imageprune.api.policy import PolicySpec
-from imageprune.cluster import observed, rollout
+from imageprune.cluster import observed, rollout, standing
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Plan:
     matched: tuple[str, ...]  # sorted node names
     tasks: Mapping[str, observed.TaskView]  # the matched nodes' tasks, by node
+    standings: Mapping[str, standing.Standing]  # every matched node's, in the run
     create: tuple[task.TaskSpec, ...]
     release: tuple[task.TaskSpec, ...]  # existing tasks whose spec joins the run
     delete: tuple[str, ...]  # task names
@@ -32,6 +33,7 @@ def plan(
     tasks: Iterable[observed.TaskView],  # this policy's tasks (others are ignored)
     run: observed.Run | None,
     released: Collection[str] = (),  # nodes already released into `run` (a lagging index)
+    unable: Mapping[str, standing.Unable] | None = None,  # nodes that cannot run now
     now: datetime.datetime,
 ) -> Plan:
     matched = tuple(sorted(n for n, labels in nodes.items() if spec.node_selector.matches(labels)))
@@ -46,14 +48,24 @@ def plan(
         else:
             delete.append(view.name)
     if run is None:
-        return Plan(matched, kept, (), (), tuple(sorted(delete)), None)
+        return Plan(matched, kept, {}, (), (), tuple(sorted(delete)), None)
     for node in wanted.intersection(released):
         view = kept.get(node) or observed.TaskView(
             name=task.task_name(policy, node), node=node, policy=policy, spec_run_id=run.id
         )
         kept[node] = dataclasses.replace(view, spec_run_id=run.id)
+    standings = {
+        node: standing.stand(
+            kept.get(node),
+            run_id=run.id,
+            unable=(unable or {}).get(node),
+            now=now,
+            node_timeout=spec.rollout.node_timeout,
+        )
+        for node in matched
+    }
     wave = rollout.next_wave(
-        matched=matched, tasks=kept, run_id=run.id, rollout=spec.rollout, hold=spec.suspend
+        matched=matched, standings=standings, rollout=spec.rollout, hold=spec.suspend
     )
     specs = [
         task.TaskSpec(
@@ -72,6 +84,7 @@ def plan(
     return Plan(
         matched,
         kept,
+        standings,
         create=tuple(s for s in specs if s.node_name not in kept),
         release=tuple(s for s in specs if s.node_name in kept),
         delete=tuple(sorted(delete)),

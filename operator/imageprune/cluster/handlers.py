@@ -18,7 +18,7 @@ import kopf
 
 from imageprune.api import names
 from imageprune.api.policy import Trigger
-from imageprune.cluster import aggregate, kubeapi, metrics, observed, reconcile
+from imageprune.cluster import aggregate, kubeapi, metrics, observed, reconcile, standing
 
 _POLICIES = (names.GROUP, names.VERSION, names.POLICY_PLURAL)
 _TASKS = (names.GROUP, names.VERSION, names.TASK_PLURAL)
@@ -70,6 +70,18 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
     def node_labels(name: str, labels: Mapping[str, str], **_: Any) -> dict[str, dict[str, str]]:
         return {name: dict(labels)}
 
+    # Only the few NotReady nodes. A filter, not a None result: kopf keeps an object's
+    # last value when its function returns None, and drops it only when the filter stops
+    # matching (the node is Ready again).
+    @kopf.index(
+        "nodes",
+        id="nodes_not_ready",
+        when=lambda body, **_: observed.node_not_ready(body),
+        registry=registry,
+    )
+    def nodes_not_ready(name: str, **_: Any) -> dict[str, bool]:
+        return {name: True}
+
     @kopf.index(*_TASKS, id="policy_tasks", registry=registry)
     def policy_tasks(body: kopf.Body, **_: Any) -> dict[str, observed.TaskView] | None:
         view = observed.task_view(body)
@@ -105,6 +117,7 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
 
     async def run_pass(body: kopf.Body, logger: kubeapi.Logger, kwargs: Mapping[str, Any]) -> None:
         nodes: kopf.Index[str, dict[str, str]] = kwargs["node_labels"]
+        not_ready: kopf.Index[str, bool] = kwargs["nodes_not_ready"]
         tasks: kopf.Index[str, observed.TaskView] = kwargs["policy_tasks"]
         if body.metadata.deletion_timestamp is not None:
             return  # the finalizer deletes the tasks; no pass may create new ones
@@ -134,6 +147,7 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
             ),
             nodes={node: labels for node, store in nodes.items() for labels in store},
             tasks=tasks.get(name, ()),
+            unable=dict.fromkeys(not_ready, standing.Unable.NODE_NOT_READY),
             memory=memory,
             client=client,
             announce=announce,

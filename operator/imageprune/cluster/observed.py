@@ -20,6 +20,7 @@ class NodeState(enum.StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    SKIPPED = "skipped"  # no working agent, or the node NotReady (see standing)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -30,6 +31,7 @@ class TaskView:
     spec_run_id: str
     status_run_id: str | None = None
     status_trigger: str | None = None
+    started_at: datetime.datetime | None = None  # status.startTime of status_run_id
     completed: bool = False  # status.completionTime is set
     ready: bool | None = None  # the Ready condition: True, False, or absent/Unknown
     reason: str = ""  # why it failed (the Degraded reason, else Ready's)
@@ -84,6 +86,7 @@ def task_view(body: Mapping[str, object]) -> TaskView | None:
         spec_run_id=_string(spec.get("runId")) or "",
         status_run_id=_string(status.get("runId")),
         status_trigger=_string(status.get("trigger")),
+        started_at=time_field(status, "startTime"),
         completed=_string(status.get("completionTime")) is not None,
         ready={"True": True, "False": False}.get(str(ready_status)),
         reason=_string(why.get("reason")) or "",
@@ -92,6 +95,14 @@ def task_view(body: Mapping[str, object]) -> TaskView | None:
         removed_images=_count(report.get("removedImages")),
         removed_bytes=_count(report.get("removedBytes")),
     )
+
+
+def node_not_ready(body: Mapping[str, object]) -> bool:
+    """A Node whose Ready condition is False or Unknown (the kubelet stopped posting). A
+    Node with no Ready condition at all is not known to be NotReady."""
+    found = _list(_mapping(body.get("status")).get("conditions"))
+    ready = conditions.find([c for c in found if isinstance(c, Mapping)], conditions.Type.READY)
+    return ready is not None and ready.get("status") != "True"
 
 
 def policy_label(policy: str) -> str:

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from imageprune.api import names, task, times
 from imageprune.api import policy as policy_api
-from imageprune.cluster import aggregate, fanout, kubeapi, metrics, observed, schedule
+from imageprune.cluster import aggregate, fanout, kubeapi, metrics, observed, schedule, standing
 from imageprune.policy import selection
 
 # The last run-now value acted on. CLUSTER.md allows status or an annotation; the status
@@ -51,6 +51,7 @@ async def reconcile(
     *,
     nodes: Mapping[str, Mapping[str, str]],
     tasks: Iterable[observed.TaskView],
+    unable: Mapping[str, standing.Unable],
     memory: PolicyMemory,
     client: kubeapi.Client,
     announce: Announce,
@@ -108,6 +109,7 @@ async def reconcile(
             tasks=views,
             run=run,
             released=memory.released,
+            unable=unable,
             now=now,
         )
         await _apply(plan, policy, client, logger)
