@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from testkit import chart
+from testkit import chart, crds
 from testkit.kube import ControlPlane
 
 pytestmark = [pytest.mark.k8s, pytest.mark.usefixtures("imageprune_crds")]
@@ -61,7 +61,7 @@ def prepared(kube_control_plane: ControlPlane) -> Iterator[None]:
     try:
         yield
     finally:
-        plane.kubectl("delete", "customresourcedefinition", *names, "--wait")
+        crds.delete(plane, names)
 
 
 @pytest.mark.usefixtures("prepared")

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from testkit import binaries
+from testkit import binaries, crds
 from testkit.kube import ControlPlane, KubectlError
 
 CHART = binaries.REPO_ROOT / "charts" / "imageprune"
@@ -149,8 +149,7 @@ class Helm:
 
 def delete_crds(plane: ControlPlane) -> None:
     """The chart's CRDs and whatever objects of theirs are left."""
-    for crd in ("imageprunepolicies.imageprune.io", "imageprunetasks.imageprune.io"):
-        plane.kubectl("delete", "customresourcedefinition", crd, "--ignore-not-found", "--wait")
+    crds.delete(plane, ["imageprunepolicies.imageprune.io", "imageprunetasks.imageprune.io"])
 
 
 def token_kubeconfig(plane: ControlPlane, name: str, token: str) -> Path:
