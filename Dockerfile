@@ -14,7 +14,8 @@ FROM ${BASE} AS build
 ARG PIP_ARGS=""
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PIP_ROOT_USER_ACTION=ignore
 COPY . /src
-# pip and setuptools are install-time tools: the running image never installs anything.
+# pip and setuptools are install-time tools (the running image never installs anything),
+# and some dependencies ship their own test suites (croniter): all left out.
 # The bytecode stays (pip compiles it): the root filesystem is read-only at run time, so
 # without it every start would compile kopf, grpc and the rest from source. The last line
 # fails the build when a compiled dependency cannot load on this base (grpcio needs
@@ -23,6 +24,7 @@ RUN python3 -m venv /opt/imageprune \
  && /opt/imageprune/bin/pip install ${PIP_ARGS} /src \
  && /opt/imageprune/bin/pip uninstall --yes pip setuptools \
  && rm -f /opt/imageprune/bin/activate* \
+ && find /opt/imageprune/lib -depth -type d -name tests -exec rm -rf {} + \
  && /opt/imageprune/bin/python -c "import imageprune.entry, imageprune.agent.main, imageprune.cluster.main"
 
 # ---- runtime ------------------------------------------------------------------------
