@@ -149,4 +149,10 @@ def test_the_agent_runs_from_the_image_locked_down_and_completes_a_run(
     wait_for("usage records", records.exists)
     assert records.stat().st_uid == image.USER
     assert wait_for("/healthz answering 200", lambda: _health(agent) == 200)
+    # The socket's group is what opens the socket: without it, the same container cannot.
+    code, output = agent.run_cli("with-group", ["images"], socket_group=True)
+    assert code == 0, output
+    code, output = agent.run_cli("without-group", ["images"], socket_group=False)
+    assert code == 3, output  # the runtime could not be reached
+    assert "Permission denied" in output
     assert agent.stop() == 0  # SIGTERM, as the kubelet stops it: a clean exit

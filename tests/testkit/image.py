@@ -141,6 +141,8 @@ class AgentContainer:
         self._service_account_dir = service_account_dir
         self._crictl = binaries.require_binary("crictl", search_path=False)
         self.id = ""
+        self._sandbox_id = ""
+        self._pod_json = workdir / "pod.json"
 
     def _run(self, *args: str) -> str:
         result = subprocess.run(
@@ -161,21 +163,56 @@ class AgentContainer:
             d.mkdir(parents=True)
             os.chown(d, USER, USER)
         sandbox_name = f"imageprune-agent-{self.node_name}"
-        sandbox_id = self.node.run_sandbox(sandbox_name)
+        self._sandbox_id = self.node.run_sandbox(sandbox_name)
         sandbox_config = json_format.MessageToDict(
             self.node.sandbox_config(sandbox_name),
             preserving_proto_field_name=True,
             use_integers_for_enums=True,
         )
-        pod_json = self.workdir / "pod.json"
-        pod_json.write_text(json.dumps(sandbox_config))
-        container_json = self.workdir / "container.json"
-        container_json.write_text(json.dumps(self._container_config()))
-        self.id = self._run("create", sandbox_id, str(container_json), str(pod_json))
-        self._run("start", self.id)
+        self._pod_json.write_text(json.dumps(sandbox_config))
+        self.id = self._create(
+            "agent",
+            [
+                "agent",
+                f"--runtime-endpoint=unix://{SOCKET_IN_POD}",
+                f"--state-dir={STATE_IN_POD}",
+                f"--metrics-port={self.metrics_port}",
+                f"--health-port={self.health_port}",
+                "--log-format=json",
+                "--usage-interval=1s",
+                "--disk-check-interval=1s",
+            ],
+            socket_group=True,
+        )
         return self
 
-    def _container_config(self) -> dict[str, Any]:
+    def run_cli(self, name: str, args: Sequence[str], *, socket_group: bool) -> tuple[int, str]:
+        """Run `imageprune <args>` to its end in another container of the pod, set up as
+        the agent's, with or without the socket's group; its exit code and output."""
+        container = self._create(
+            name,
+            ["--runtime-endpoint", f"unix://{SOCKET_IN_POD}", *args],
+            socket_group=socket_group,
+        )
+        deadline = time.monotonic() + 60
+        while (found := self.inspect(container))["status"]["state"] != "CONTAINER_EXITED":
+            if time.monotonic() > deadline:
+                raise AssertionError(f"imageprune {' '.join(args)} still running after 60s")
+            time.sleep(0.2)
+        return int(found["status"]["exitCode"]), self.log_text(container)
+
+    def _create(self, name: str, args: Sequence[str], *, socket_group: bool) -> str:
+        """Create and start container `name` of the pod (the image's entrypoint with
+        `args`); its id."""
+        config = self.workdir / f"{name}.json"
+        config.write_text(json.dumps(self._container_config(name, args, socket_group)))
+        container = self._run("create", self._sandbox_id, str(config), str(self._pod_json))
+        self._run("start", container)
+        return container
+
+    def _container_config(
+        self, name: str, args: Sequence[str], socket_group: bool
+    ) -> dict[str, Any]:
         image_fs = self.image_filesystem()
         mounts: Sequence[tuple[str, Path, bool]] = (
             (SOCKET_IN_POD, self.node.socket, False),
@@ -192,31 +229,21 @@ class AgentContainer:
             "KUBERNETES_SERVICE_PORT": str(self._plane.port),
         }
         return {
-            "metadata": {"name": "agent"},
+            "metadata": {"name": name},
             "image": {"image": REF},
-            # No command: the image's ENTRYPOINT (imageprune) runs with these arguments,
-            # the chart's less the intervals, shortened so that a test sees a record.
-            "args": [
-                "agent",
-                f"--runtime-endpoint=unix://{SOCKET_IN_POD}",
-                f"--state-dir={STATE_IN_POD}",
-                f"--metrics-port={self.metrics_port}",
-                f"--health-port={self.health_port}",
-                "--log-format=json",
-                "--usage-interval=1s",
-                "--disk-check-interval=1s",
-            ],
+            # No command: the image's ENTRYPOINT (imageprune) runs with these arguments.
+            "args": list(args),
             "envs": [{"key": k, "value": v} for k, v in env.items()],
             "mounts": [
                 {"container_path": inside, "host_path": str(host), "readonly": readonly}
                 for inside, host, readonly in mounts
             ],
-            "log_path": "agent.log",
+            "log_path": f"{name}.log",
             "linux": {
                 "security_context": {
                     "run_as_user": {"value": USER},
                     "run_as_group": {"value": USER},
-                    "supplemental_groups": [self._socket_group],
+                    "supplemental_groups": [self._socket_group] if socket_group else [],
                     "capabilities": {"drop_capabilities": ["ALL"]},
                     "no_new_privs": True,
                     "readonly_rootfs": True,
@@ -232,8 +259,8 @@ class AgentContainer:
         info = self.node.images.ImageFsInfo(api_pb2.ImageFsInfoRequest(), timeout=30)
         return Path(info.image_filesystems[0].fs_id.mountpoint)
 
-    def inspect(self) -> dict[str, Any]:
-        found: dict[str, Any] = json.loads(self._run("inspect", self.id))
+    def inspect(self, container: str = "") -> dict[str, Any]:
+        found: dict[str, Any] = json.loads(self._run("inspect", container or self.id))
         return found
 
     def running(self) -> bool:
@@ -245,9 +272,10 @@ class AgentContainer:
         lines = Path(f"/proc/{pid}/status").read_text().splitlines()
         return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
 
-    def log_text(self) -> str:
-        """The container's output (CRI log lines: time, stream, tag, message)."""
-        path = Path(self.inspect()["status"]["logPath"])
+    def log_text(self, container: str = "") -> str:
+        """A container's output, the agent's by default (CRI log lines: time, stream,
+        tag, message)."""
+        path = Path(self.inspect(container)["status"]["logPath"])
         lines = path.read_text(errors="replace").splitlines() if path.exists() else []
         return "\n".join(line.split(" ", 3)[-1] for line in lines)
 
