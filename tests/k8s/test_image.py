@@ -1,6 +1,6 @@
 """The container image (Dockerfile, hack/build-image.sh): built for real with buildah on
-an mmdebstrap base, imported into containerd 2.x, and the agent run from it through CRI
-as the chart's DaemonSet runs it, against the real kube-apiserver."""
+an mmdebstrap base, imported into containerd 2.x, and the agent and the operator run from
+it through CRI as the chart runs them, against the real kube-apiserver."""
 
 from __future__ import annotations
 
