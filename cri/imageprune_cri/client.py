@@ -57,6 +57,10 @@ class CriClient:
         found = endpoint.resolve(explicit_endpoint)
         return cls(found.target, timeout=timeout, origin=found.origin)
 
+    @property
+    def socket_path(self) -> str:
+        return endpoint.socket_path(self.endpoint)
+
     async def close(self) -> None:
         await self._channel.close(grace=None)
 

@@ -113,7 +113,19 @@ CASES = [
     _c("flag-of-other-command", "images", "--dry-run", says="--dry-run"),
     _c("dry-run-with-value", "prune", "--dry-run=yes", says="--dry-run"),
     _c("unknown-command", "purge", says="purge"),
-    _c("state-dir-is-a-file", "--state-dir", "{files}/ok.yaml", "prune", says="--state-dir"),
+    _c(
+        "state-dir-is-a-file",
+        *("--state-dir", "{files}/ok.yaml", "prune"),
+        says="ok.yaml: not a directory (a regular file); set --state-dir",
+    ),
+    _c("state-dir-empty", "--state-dir", "", "prune", says="--state-dir: the path is empty"),
+    _c("state-dir-symlink-loop", "--state-dir", "{files}/loop", "prune", says="a symlink loop"),
+    _c(
+        "state-dir-under-a-dangling-symlink",
+        *("--state-dir", "{files}/nowhere/state", "prune"),
+        says="nowhere: a symlink to nothing",
+    ),
+    _c("policy-empty-path", "prune", POLICY, "", says="--policy: the path is empty"),
     # ---- endpoints ------------------------------------------------------------------
     *(
         _c(
@@ -249,6 +261,8 @@ def _write_files(d: Path) -> None:
     (d / "empty.yaml").write_text("")
     (d / "list.yaml").write_text("- a\n- b\n")
     (d / "two.yaml").write_text(MANIFEST + "spec: {}\n---\n" + MANIFEST + "spec: {}\n")
+    (d / "loop").symlink_to(d / "loop")
+    (d / "nowhere").symlink_to(d / "missing")
 
 
 @pytest.fixture(scope="module", params=containerd_kit.FLAVOURS)

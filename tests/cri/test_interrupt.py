@@ -1,5 +1,5 @@
-"""Ctrl-C (SIGINT) or SIGTERM in the middle of a real prune: no traceback, the
-partial report (exactly the images that are gone), then exit 130 or 143."""
+"""Ctrl-C (SIGINT), SIGTERM or SIGHUP in the middle of a real prune: no traceback,
+the partial report (exactly the images that are gone), then exit 130, 143 or 129."""
 
 from __future__ import annotations
 
@@ -14,7 +14,13 @@ from testkit.containerd import ContainerdNode
 pytestmark = pytest.mark.cri
 
 BATCH = 60
-CASES = [(signal.SIGINT, "json"), (signal.SIGINT, "text"), (signal.SIGTERM, "json")]
+# SIGHUP: the terminal went away mid-prune.
+CASES = [
+    (signal.SIGINT, "json"),
+    (signal.SIGINT, "text"),
+    (signal.SIGTERM, "json"),
+    (signal.SIGHUP, "json"),
+]
 
 
 def test_a_signal_mid_prune_reports_what_was_removed(

@@ -105,7 +105,7 @@ def test_sample_policy_parses() -> None:
     args = parser.parse_args(
         ["prune", "--policy", str(Path(__file__).parents[2] / "deploy/samples/policy.yaml")]
     )
-    selection = flags.selection_from_args(args)
+    selection = flags.request_from_args(args).selection
     assert selection.keep_latest_per_repository == 2
     assert selection.disk is not None
 

@@ -16,7 +16,12 @@ import pytest
 
 from imageprune import files
 from imageprune.policy import manifest_file, manifest_yaml
-from imageprune.policy.selection import DEFAULT_UNUSED_FOR, PolicyError, Selection
+from imageprune.policy.selection import (
+    DEFAULT_UNUSED_FOR,
+    PolicyError,
+    Selection,
+    selection_from_spec,
+)
 from testkit import builders
 
 pytestmark = pytest.mark.unit
@@ -31,7 +36,7 @@ def _load(path: Path) -> Selection:
 
     def run() -> None:
         try:
-            outcome.append(manifest_file.load_policy_file(path))
+            outcome.append(manifest_file.load_policy_file(path, selection_from_spec))
         except BaseException as error:
             outcome.append(error)
 

@@ -30,7 +30,7 @@ def test_the_promised_samples_exist() -> None:
 @pytest.mark.parametrize("path", FILES, ids=lambda path: path.name)
 def test_sample_parses(path: Path) -> None:
     text = path.read_text()
-    selection.load_policy_manifest(text)
+    selection.selection_from_spec(selection.manifest_spec(text))
     manifest = yaml.safe_load(text)
     assert manifest["metadata"]["name"] == path.stem or path.name == "policy.yaml"
     policy.parse_spec(manifest["spec"])

@@ -14,7 +14,7 @@ from imageprune.policy.selection import (
     PolicyError,
     Scope,
     Selection,
-    load_policy_manifest,
+    manifest_spec,
     selection_from_spec,
 )
 from testkit import builders
@@ -258,6 +258,10 @@ def test_disk_target_needs_low_below_high(high: float, low: float) -> None:
 
 
 POLICY = builders.POLICY_MANIFEST
+
+
+def load_policy_manifest(text: str) -> Selection:
+    return selection_from_spec(manifest_spec(text))
 
 
 def test_loads_a_policy_manifest() -> None:

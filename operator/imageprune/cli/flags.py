@@ -4,10 +4,12 @@ spec means: flags are turned into a spec and parsed by the same code as policies
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from imageprune.api import policy as api_policy
 from imageprune.policy import manifest_file
 from imageprune.policy import selection as policy_selection
 
@@ -31,6 +33,23 @@ _SPEC_FIELDS: dict[str, tuple[str, str]] = {
     "max_images": ("limits.maxImagesPerRun", "--max-images"),
     "max_bytes": ("limits.maxBytesPerRun", "--max-bytes"),
 }
+
+
+# The cluster fields that say where and when to run; a node has no use for them.
+_WHERE_AND_WHEN = ("nodeSelector", "schedule", "timeZone", "rollout")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Request:
+    """What the flags, or a policy file, ask a command to do."""
+
+    selection: policy_selection.Selection
+    # Why nothing may be removed: a policy's mode is DryRun (its default) or it is
+    # suspended, which means the same on a node as in the cluster. Flags leave it to
+    # --dry-run.
+    removes_nothing: str | None = None
+    # A note on the policy's fields that only the cluster acts on.
+    cluster_only: str | None = None
 
 
 class UsageError(Exception):
@@ -81,6 +100,13 @@ def int_in_range(low: int, high: int) -> Callable[[str], int]:
     return parse
 
 
+def path(text: str) -> Path:
+    # Path("") is ".": an empty value would quietly mean the current directory.
+    if not text:
+        raise argparse.ArgumentTypeError("the path is empty")
+    return Path(text)
+
+
 def add_selection(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("selection")
     group.add_argument(
@@ -128,9 +154,11 @@ def add_selection(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-bytes", metavar="SIZE", help="remove at most this many bytes")
     group.add_argument(
         "--policy",
-        type=Path,
+        type=path,
         metavar="FILE",
-        help="read the selection from an ImagePrunePolicy manifest (YAML) instead of flags",
+        help="read the selection from an ImagePrunePolicy manifest (YAML) instead of flags; "
+        "its spec.mode decides, as in the cluster: only Enforce removes (absent or "
+        "DryRun: a dry run), and suspend: true removes nothing",
     )
 
 
@@ -155,17 +183,39 @@ def _flag_names(message: str) -> str:
     return message
 
 
-def selection_from_args(args: argparse.Namespace) -> policy_selection.Selection:
+def request_from_args(args: argparse.Namespace) -> Request:
     spec = _spec_from_args(args)
     if args.policy is not None:
         if spec:
             raise UsageError("--policy cannot be combined with other selection flags")
         try:
-            return manifest_file.load_policy_file(args.policy)
+            return manifest_file.load_policy_file(args.policy, _policy_request)
         except policy_selection.PolicyError as err:
             raise UsageError(f"--policy {err}") from None
     try:
         # No --unused-for means no age limit, as with crictl.
-        return policy_selection.selection_from_spec(spec, unused_for_default=None)
+        return Request(policy_selection.selection_from_spec(spec, unused_for_default=None))
     except policy_selection.PolicyError as err:
         raise UsageError(_flag_names(str(err))) from None
+
+
+def _policy_request(spec: Mapping[str, object]) -> Request:
+    # The operator's own parser: a policy the cluster would refuse, the node refuses.
+    policy = api_policy.parse_spec(spec)
+    removes_nothing = None
+    if policy.suspend:
+        removes_nothing = "policy suspended: nothing removed; set suspend: false to remove"
+    elif policy.mode is api_policy.Mode.DRY_RUN:
+        default = "" if spec.get("mode") is not None else " (the default)"
+        removes_nothing = (
+            f"policy mode DryRun{default}: nothing removed; set mode: Enforce to remove"
+        )
+    ignored = [field for field in _WHERE_AND_WHEN if spec.get(field) is not None]
+    return Request(
+        policy_selection.selection_from_spec(policy.selection),
+        removes_nothing=removes_nothing,
+        cluster_only=", ".join(f"spec.{field}" for field in ignored)
+        + ": used in the cluster only; ignored on this node"
+        if ignored
+        else None,
+    )

@@ -1,11 +1,11 @@
-"""Ctrl-C (SIGINT) and SIGTERM: never a traceback, and never a lie about what a
-prune already did.
+"""Ctrl-C (SIGINT), SIGTERM and SIGHUP (the terminal went away): never a
+traceback, and never a lie about what a prune already did.
 
 Before removals begin, a signal simply ends the command: nothing was done, so
 there is nothing to report. Once they have begun, the first signal stops sending
 new removals; those in flight finish (each within --timeout), and the report of
 what was removed is printed as usual. A second signal gives up at once. Either
-way the exit code is 128 + the signal's number (130, 143), as shells report it.
+way the exit code is 128 + the signal's number (130, 143, 129), as shells report it.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from collections.abc import Iterator
 from types import FrameType
 
-SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Interrupted(BaseException):
@@ -34,8 +34,9 @@ def _raise(signum: int, _frame: FrameType | None) -> None:
 
 @contextlib.contextmanager
 def outside_the_loop() -> Iterator[None]:
-    """Turn SIGINT and SIGTERM into Interrupted (SIGTERM's default would kill the
-    process mid-write; SIGINT's raises KeyboardInterrupt wherever it lands)."""
+    """Turn SIGINT, SIGTERM and SIGHUP into Interrupted (SIGTERM's and SIGHUP's
+    defaults would kill the process mid-write; SIGINT's raises KeyboardInterrupt
+    wherever it lands)."""
     previous = {sig: signal.signal(sig, _raise) for sig in SIGNALS}
     try:
         yield

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import imageprune
-from imageprune.cli import interrupts
+from imageprune.cli import interrupts, streams
 
 if TYPE_CHECKING:
-    from imageprune.policy.selection import Selection
+    from imageprune.cli import flags
 
 
 class Exit(enum.IntEnum):
@@ -30,6 +30,7 @@ class Exit(enum.IntEnum):
     USAGE = 2
     RUNTIME = 3
     LOCKED = 4
+    SIGHUP = 129
     SIGINT = 130
     SIGTERM = 143
 
@@ -44,6 +45,7 @@ EXIT_CODES: dict[Exit, str] = {
     Exit.RUNTIME: "the container runtime could not be reached or failed before any "
     "removal; nothing was removed",
     Exit.LOCKED: "another prune on this node held the lock for --lock-timeout; nothing was removed",
+    Exit.SIGHUP: "hung up (the terminal went away); a prune reports what it removed first",
     Exit.SIGINT: "interrupted (Ctrl-C); a prune reports what it removed first",
     Exit.SIGTERM: "terminated (SIGTERM); a prune reports what it removed first",
 }
@@ -75,8 +77,9 @@ a moment later).
 limits: each runtime call has --timeout seconds. Once the runtime stops answering,
 no more removals are sent (NotAttempted), and a removal that was sent but got no
 answer is reported as Unknown unless the runtime, asked again, confirms it.
-Ctrl-C or SIGTERM during a prune sends no more removals, waits for those in flight,
-prints the report and exits 130 or 143; a second signal gives up at once.
+Ctrl-C, SIGTERM or SIGHUP during a prune sends no more removals, waits for those
+in flight, prints the report and exits 130, 143 or 129; a second signal gives up
+at once.
 """
 
 
@@ -107,7 +110,7 @@ def _add_global_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> Non
     )
     parser.add_argument(
         "--state-dir",
-        type=Path,
+        type=flags.path,
         default=default(Path("/var/lib/imageprune")),
         metavar="DIR",
         help="where usage records (first seen / last used per image) and the prune "
@@ -187,20 +190,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run(
-    args: argparse.Namespace, selection: Selection, signals: interrupts.Interrupts
+    args: argparse.Namespace, request: flags.Request, signals: interrupts.Interrupts
 ) -> int:
     from imageprune.cli import commands  # noqa: PLC0415 - see the module docstring
 
     signals.install()
     try:
         command = commands.images if args.command == "images" else commands.prune
-        return await command(args, selection, signals)
+        return await command(args, request, signals)
     finally:
         signals.uninstall()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     # Library warnings (e.g. unreadable usage records) reach the user as one line.
+    streams.guard_closed_descriptors()  # before anything opens a file
     logging.basicConfig(format="imageprune: warning: %(message)s", level=logging.WARNING)
     with interrupts.outside_the_loop():
         try:
@@ -228,12 +232,12 @@ def _main(argv: Sequence[str] | None) -> int:
         return Exit.USAGE
     try:
         # Outside the event loop, so a signal can interrupt reading a policy file.
-        selection = flags.selection_from_args(args)
+        request = flags.request_from_args(args)
     except flags.UsageError as err:
         parser.exit(Exit.USAGE, f"imageprune {args.command}: error: {err}\n")
     signals = interrupts.Interrupts()
     try:
-        failed = asyncio.run(_run(args, selection, signals))
+        failed = asyncio.run(_run(args, request, signals))
     except (CriError, statelock.LockError) as err:
         code = exit_of.get(type(err), Exit.RUNTIME)
         where = f" {args.command}" if code is Exit.USAGE else ""

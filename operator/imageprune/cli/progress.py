@@ -21,6 +21,7 @@ class Progress:
         self._stream = stream
         self._tty = stream.isatty()
         self._last = 0.0
+        self._silenced = False
 
     def __call__(self, result: executor.Result) -> None:
         self.done += 1
@@ -28,6 +29,8 @@ class Progress:
             self.bytes += result.image.size
         elif result.error_kind:  # failed, unknown or not attempted
             self.failed += 1
+        if self._silenced:
+            return
         now = time.monotonic()
         if self.done == self.total or now - self._last >= (0.1 if self._tty else 5.0):
             self._last = now
@@ -41,9 +44,14 @@ class Progress:
             f"{self.done}/{self.total} images, {quantities.format_bytes(self.bytes)}"
             + (f", {self.failed} not removed or unknown" if self.failed else "")
         )
-        if self._tty:
-            end = "\n" if self.done == self.total else ""
-            self._stream.write("\r" + text + end)
-        else:
-            self._stream.write(text + "\n")
-        self._stream.flush()
+        try:
+            if self._tty:
+                end = "\n" if self.done == self.total else ""
+                self._stream.write("\r" + text + end)
+            else:
+                self._stream.write(text + "\n")
+            self._stream.flush()
+        except OSError:
+            # Progress is a courtesy: a stderr that cannot be written (a closed pipe,
+            # a full disk) must not stop the removals it reports on.
+            self._silenced = True

@@ -31,7 +31,7 @@ MAX_FILE_BYTES = 64 << 20
 # Go's zero time (0001-01-01) means "unset", and no container runtime predates
 # this; an earlier record would only make an image look long unused.
 _EARLIEST = datetime.datetime(2010, 1, 1, tzinfo=datetime.UTC)
-_DIRECTORY_MODE = 0o755
+DIRECTORY_MODE = 0o755
 _FILE_MODE = 0o644
 
 
@@ -85,7 +85,7 @@ class UsageStore:
         """Write all records: to a temporary file next to the target, fsynced, then
         renamed over it, so readers and crashes see the old or the new file, never a
         partial one. Raises OSError when that fails (the old file is left as is)."""
-        _make_directories(self.path.parent)
+        files.make_directory(self.path.parent, mode=DIRECTORY_MODE)
         payload = json.dumps(_encode(records), indent=1, sort_keys=True).encode()
         fd, temporary = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
         try:
@@ -133,13 +133,6 @@ def _not_after(
     moment: datetime.datetime | None, now: datetime.datetime
 ) -> datetime.datetime | None:
     return None if moment is None else min(moment, now)
-
-
-def _make_directories(directory: pathlib.Path) -> None:
-    # pathlib and os.makedirs give missing parents default permissions, not ours.
-    missing = [d for d in (directory, *directory.parents) if not d.exists()]
-    for each in reversed(missing):
-        each.mkdir(mode=_DIRECTORY_MODE, exist_ok=True)
 
 
 def _fsync_directory(directory: pathlib.Path) -> None:

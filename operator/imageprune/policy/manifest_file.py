@@ -5,11 +5,14 @@ UTF-8 text, at most 1 MiB (Kubernetes caps an object at about 1.5 MiB)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 from imageprune import files
 from imageprune.policy import selection
 
 MAX_BYTES = 1 << 20
+T = TypeVar("T")
 
 # Byte order marks of encodings other than UTF-8; UTF-32 LE starts like UTF-16 LE.
 _BYTE_ORDER_MARKS = (
@@ -20,9 +23,10 @@ _BYTE_ORDER_MARKS = (
 )
 
 
-def load_policy_file(path: str | os.PathLike[str]) -> selection.Selection:
-    """Raises PolicyError whose `where` starts with the path: "p.yaml: not a
-    regular file (a FIFO)", "p.yaml: spec.unusedFor: invalid duration ..."."""
+def load_policy_file(path: str | os.PathLike[str], parse: Callable[[Mapping[str, object]], T]) -> T:
+    """`parse` applied to the spec of the policy in the file. Raises PolicyError whose
+    `where` starts with the path: "p.yaml: not a regular file (a FIFO)",
+    "p.yaml: spec.unusedFor: invalid duration ..."."""
     name = os.fspath(path)
     try:
         content = files.read_regular_file(path, limit=MAX_BYTES)
@@ -32,7 +36,7 @@ def load_policy_file(path: str | os.PathLike[str]) -> selection.Selection:
         raise selection.PolicyError(name, error.strerror or str(error)) from None
     text = _decode(content, name)
     try:
-        return selection.load_policy_manifest(text)
+        return parse(selection.manifest_spec(text))
     except selection.PolicyError as error:
         raise selection.PolicyError(f"{name}: {error.where}", error.problem) from None
 

@@ -167,9 +167,10 @@ def selection_from_spec(
     )
 
 
-def load_policy_manifest(text: str) -> Selection:
-    """The selection of the one ImagePrunePolicy in a YAML manifest (which may hold
-    other documents too, as `kubectl apply -f` files do)."""
+def manifest_spec(text: str) -> Mapping[str, object]:
+    """The spec of the one ImagePrunePolicy in a YAML manifest (which may hold other
+    documents too, as `kubectl apply -f` files do), unparsed: a node reads its
+    selection with selection_from_spec, and the cluster fields with the API's parser."""
     try:
         documents = manifest_yaml.load_documents(text)
     except manifest_yaml.YAMLProblem as problem:
@@ -181,7 +182,7 @@ def load_policy_manifest(text: str) -> Selection:
     spec = policy.get("spec")
     if spec is None:
         raise PolicyError("spec", "required")
-    return selection_from_spec(_mapping(spec, "spec"))
+    return _mapping(spec, "spec")
 
 
 def _the_policy(documents: Sequence[object]) -> Mapping[str, object]:
