@@ -159,6 +159,7 @@ def test_waves_stay_within_max_concurrent_nodes_until_the_run_completes(
         "running": 0,
         "succeeded": 5,
         "failed": 0,
+        "skipped": 0,
     }
     assert (status["run"]["imagesRemoved"], status["run"]["reclaimed"]) == (10, "5 MiB")
     assert condition(status, "Ready")["status"] == "True"
