@@ -2,7 +2,7 @@
 # Render the plain manifests, deploy/imageprune.yaml, from the chart with its default
 # values: the CRDs (from charts/imageprune/crds, the one source), a Namespace labelled for
 # the Pod Security level the agents need, and everything the chart installs (no Helm
-# hooks: `kubectl apply` updates the CRDs itself). tests/k8s/test_chart.py fails when the
+# hooks: `kubectl apply` updates the CRDs itself). tests/k8s/test_chart_render.py fails when the
 # committed file differs from a fresh render.
 #
 # Usage: hack/render-manifests.sh [OUTPUT]   (default deploy/imageprune.yaml; - for stdout)
