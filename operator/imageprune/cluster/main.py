@@ -9,6 +9,7 @@ import asyncio
 import logging
 import re
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -96,7 +97,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     registry = kopf.OperatorRegistry()
     handlers.register(registry, handlers.Config(interval=args.interval, target=target))
     failures: list[ConfigError] = []
-    _register_login(registry, target, failures)
+    stop = threading.Event()
+    _register_login(registry, target, failures, stop)
     settings = kopf.OperatorSettings()
     handlers.configure(settings)
     if args.metrics_port:
@@ -114,10 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             standalone=True,
             clusterwide=True,
             liveness_endpoint=liveness,
+            stop_flag=stop,
         )
     except Exception:
         if not failures:
             raise
+        # kopf's failed login activity (or, without credentials, its API calls):
+        # the cause is the plugin's failure, said below.
+    if failures:
         print(f"{_PROG}: error: cannot log in: {failures[-1]}", file=sys.stderr)
         return EXIT_FAILED
     return 0
@@ -133,18 +139,23 @@ def _quiet_successes(record: logging.LogRecord) -> bool:
 
 
 def _register_login(
-    registry: kopf.OperatorRegistry, target: kube_config.Target, failures: list[ConfigError]
+    registry: kopf.OperatorRegistry,
+    target: kube_config.Target,
+    failures: list[ConfigError],
+    stop: threading.Event,
 ) -> None:
     handed: list[auth.Identity] = []
 
     @kopf.on.login(id="login", registry=registry)
     async def login(**_: Any) -> kopf.ConnectionInfo:
         """Our credentials, as the agent uses them (kopf's own login skips exec plugins).
-        kopf logs in again when the last ones are rejected or expire: renew those."""
+        kopf logs in again when the last ones are rejected or expire: renew those.
+        When that fails, stop: kopf alone would wait for credentials for ever."""
         try:
             identity = await target.credential.identity(rejected=handed[-1] if handed else None)
         except ConfigError as error:
             failures.append(error)
+            stop.set()
             raise kopf.PermanentError(str(error)) from None
         handed.append(identity)
         return connection_info(target, identity)
