@@ -59,6 +59,18 @@ def test_a_bad_kubeconfig_exits_2_with_the_reason(
     assert err.count("\n") == 1
 
 
+def test_an_unknown_context_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        "current-context: x\ncontexts: [{name: x, context: {cluster: c}}]\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+    )
+    assert main.main(["--kubeconfig", str(path), "--context", "nope"]) == 2
+    assert "Context 'nope' not found" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [
