@@ -90,9 +90,12 @@ def test_exec_plugin_user() -> None:
     assert isinstance(target.credential, execplugin.ExecPlugin)
     plugin = target.credential.config
     assert plugin.command == "/etc/kube/bin/get-token"  # relative to the kubeconfig
-    assert plugin.args == ("--x",)
-    assert plugin.env == (("A", "1"),)
-    assert plugin.cluster == {"server": "https://10.0.0.1:6443", "insecureSkipTlsVerify": True}
+    assert plugin.args == ["--x"]
+    assert [(e.name, e.value) for e in plugin.env or ()] == [("A", "1")]
+    assert target.credential.cluster == {
+        "server": "https://10.0.0.1:6443",
+        "insecureSkipTlsVerify": True,
+    }
 
 
 def test_a_bare_plugin_command_is_looked_up_in_path() -> None:
@@ -121,7 +124,7 @@ def test_a_bare_plugin_command_is_looked_up_in_path() -> None:
                     "exec": {"apiVersion": "client.authentication.k8s.io/v1alpha1", "command": "x"}
                 }
             ),
-            "supported are client.authentication.k8s.io/v1, ",
+            "is not supported, only client.authentication.k8s.io/v1 and",
         ),
         (
             _doc(

@@ -8,8 +8,10 @@ import datetime
 import json
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
+from lightkube.config.models import NameValue, UserExec
 
 from imageprune.kube import execplugin
 from imageprune.kube.auth import Identity
@@ -39,11 +41,13 @@ def _plugin(
     version: str = V1,
     *,
     clock: list[datetime.datetime] | None = None,
-    **kw: object,
+    cluster: dict[str, object] | None = None,
+    timeout: float = 10,
+    **kw: Any,
 ) -> execplugin.ExecPlugin:
-    config = execplugin.ExecConfig(api_version=version, command=str(command), **kw)  # type: ignore[arg-type]
+    config = UserExec(apiVersion=version, command=str(command), **kw)
     times = clock if clock is not None else [T0]
-    return execplugin.ExecPlugin(config, timeout=10, now=lambda: times[0])
+    return execplugin.ExecPlugin(config, cluster=cluster, timeout=timeout, now=lambda: times[0])
 
 
 @pytest.mark.parametrize("version", [V1, V1BETA1])
@@ -54,8 +58,8 @@ async def test_a_token_and_what_the_plugin_is_given(tmp_path: Path, version: str
     plugin = _plugin(
         script,
         version,
-        args=("an-arg",),
-        env=(("FROM_KUBECONFIG", "set"),),
+        args=["an-arg"],
+        env=[NameValue(name="FROM_KUBECONFIG", value="set")],
         cluster={"server": "https://k:6443"},
     )
 
@@ -122,18 +126,18 @@ async def test_a_client_certificate_from_the_plugin(tmp_path: Path) -> None:
     ("body", "message"),
     [
         ("echo 'token service down' >&2\nexit 3\n", "failed with exit code 3: token service down"),
-        ("echo hello\n", "did not print a usable ExecCredential: not JSON: b'hello\\n'"),
-        ("echo '[]'\n", "kind is not ExecCredential"),
+        ("echo hello\n", "did not print a usable ExecCredential: JSON is malformed"),
+        ("echo '[]'\n", "Expected `object`, got `array`: b'[]\\n'"),
         (
             _credential(V1BETA1, {"token": "t"}),
-            f"apiVersion '{V1BETA1}', expected {V1}",
+            f"{V1BETA1} ExecCredential, expected {V1} ExecCredential",
         ),
         (_credential(V1, {}), "neither status.token nor status.clientCertificateData"),
-        (_credential(V1, {"token": 7}), "must be strings"),
+        (_credential(V1, {"token": 7}), "got `int` - at `$.status.token`"),
         (_credential(V1, {"clientCertificateData": "C"}), "needs its key"),
         (
             _credential(V1, {"token": "t", "expirationTimestamp": "soon"}),
-            "'soon' is not an RFC 3339 time",
+            "Invalid RFC3339 encoded datetime - at `$.status.expirationTimestamp`",
         ),
         ("head -c 2000000 /dev/zero\n", "printed more than 1024 KiB"),
     ],
@@ -149,7 +153,7 @@ async def test_a_failing_plugin_is_named_in_a_clear_error(
 
 
 async def test_a_missing_plugin_says_how_to_install_it(tmp_path: Path) -> None:
-    plugin = _plugin(tmp_path / "gke-auth", install_hint="install it with gcloud components")
+    plugin = _plugin(tmp_path / "gke-auth", installHint="install it with gcloud components")
     with pytest.raises(ConfigError) as caught:
         await plugin.identity()
     assert f"'{tmp_path / 'gke-auth'}' cannot be run: No such file or directory" in str(
@@ -160,6 +164,12 @@ async def test_a_missing_plugin_says_how_to_install_it(tmp_path: Path) -> None:
 
 async def test_a_hanging_plugin_is_stopped(tmp_path: Path) -> None:
     script = _script(tmp_path, "exec sleep 600\n")
-    config = execplugin.ExecConfig(api_version=V1, command=str(script))
     with pytest.raises(ConfigError, match=r"did not finish within 0\.5s"):
-        await execplugin.ExecPlugin(config, timeout=0.5).identity()
+        await _plugin(script, timeout=0.5).identity()
+
+
+def test_only_v1_and_v1beta1_are_spoken() -> None:
+    with pytest.raises(
+        ConfigError, match=r"apiVersion 'client\.authentication\.k8s\.io/v1alpha1' is not"
+    ):
+        _plugin("aws", "client.authentication.k8s.io/v1alpha1")

@@ -11,7 +11,6 @@ silent connection is noticed; and it bounds every answer."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import ssl
 import tempfile
@@ -21,11 +20,11 @@ from typing import Any, TypeVar
 
 import httpx2
 import lightkube
+from lightkube.config.client_adapter import verify_cluster
 from lightkube.config.kubeconfig import SingleConfig
 from lightkube.config.models import Cluster, Context, User
 from lightkube.types import PatchType
 
-from imageprune import files
 from imageprune.kube.auth import Credential, Identity
 from imageprune.kube.config import Target
 from imageprune.kube.errors import ConfigError, Unreachable, translated
@@ -33,7 +32,6 @@ from imageprune.kube.errors import ConfigError, Unreachable, translated
 DEFAULT_TIMEOUT = 30.0
 # Our objects are small; a bigger answer (or watch event) means something is wrong.
 MAX_BODY = 32 * 1024 * 1024
-_PEM_LIMIT = 1024 * 1024
 
 JsonObject = dict[str, Any]
 T = TypeVar("T")
@@ -208,34 +206,12 @@ class _Bounded(httpx2.AsyncByteStream):
 
 
 def ssl_context(target: Target) -> ssl.SSLContext:
-    """Verify the apiserver against the configured CA (the system roots when none is
-    set); present the kubeconfig's client certificate if there is one."""
-    cluster, user = target.cluster, target.user
+    """lightkube's: the configured CA (else the system roots), the kubeconfig's client
+    certificate if any."""
     try:
-        context = ssl.create_default_context(
-            cafile=cluster.certificate_auth,
-            cadata=_b64(cluster.certificate_auth_data).decode()
-            if cluster.certificate_auth_data
-            else None,
-        )
-        if cluster.insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if user.client_cert or user.client_cert_data:
-            cert = _b64(user.client_cert_data) if user.client_cert_data else _read(user.client_cert)
-            key = _b64(user.client_key_data) if user.client_key_data else _read(user.client_key)
-            _load_cert_chain(context, cert, key)
-    except (OSError, ValueError) as err:
+        return verify_cluster(target.cluster, target.user, lambda path: path, trust_env=False)
+    except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
         raise ConfigError(f"cannot set up TLS from {target.source}: {err}") from None
-    return context
-
-
-def _b64(data: str) -> bytes:
-    return base64.b64decode(data, validate=True)
-
-
-def _read(path: str | None) -> bytes:
-    return files.read_regular_file(path or "", limit=_PEM_LIMIT)
 
 
 def _load_cert_chain(context: ssl.SSLContext, cert: bytes, key: bytes) -> None:

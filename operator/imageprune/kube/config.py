@@ -226,6 +226,8 @@ def _credential(
         return auth.Fixed(auth.Identity(token=user.token))
     if user.token_file:
         return auth.TokenFile(Path(user.token_file))
-    if raw.get("exec") is not None:
-        return execplugin.ExecPlugin(execplugin.parse(raw["exec"], cluster=cluster, where=where))
+    if user.exec is not None:
+        raw_exec = raw.get("exec") or {}
+        info = execplugin.cluster_info(cluster) if raw_exec.get("provideClusterInfo") else None
+        return execplugin.ExecPlugin(user.exec, cluster=info)
     return auth.Fixed(auth.Identity())

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import datetime
 import json
 import os
@@ -19,6 +18,9 @@ import signal
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
+
+import msgspec
+from lightkube.config.models import UserExec
 
 from imageprune.kube.auth import Identity
 from imageprune.kube.errors import ConfigError
@@ -32,17 +34,6 @@ _REAP_TIMEOUT = 5.0
 _MARGIN = datetime.timedelta(seconds=10)
 
 
-@dataclasses.dataclass(frozen=True)
-class ExecConfig:
-    api_version: str
-    command: str
-    args: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
-    install_hint: str = ""
-    # spec.cluster of KUBERNETES_EXEC_INFO, when the kubeconfig asks to provide it.
-    cluster: Mapping[str, object] | None = None
-
-
 def anchored(raw: Mapping[str, Any], base: Path) -> dict[str, Any]:
     """A command given as a relative path is relative to its kubeconfig's folder (as
     kubectl resolves it); a bare name is looked up in PATH."""
@@ -53,41 +44,45 @@ def anchored(raw: Mapping[str, Any], base: Path) -> dict[str, Any]:
     return fixed
 
 
-def parse(raw: Mapping[str, Any], *, cluster: Mapping[str, Any], where: str) -> ExecConfig:
-    """`raw` has passed lightkube's model (command, args and env have their types)."""
-    version = raw.get("apiVersion")
-    if version not in API_VERSIONS:
-        raise ConfigError(
-            f"{where}: user.exec.apiVersion {version!r}: supported are {', '.join(API_VERSIONS)}"
-        )
-    info = None
-    if raw.get("provideClusterInfo"):
-        keys = ("server", "certificate-authority-data", "insecure-skip-tls-verify")
-        info = {_camel(k): cluster[k] for k in keys if k in cluster}
-    return ExecConfig(
-        api_version=str(version),
-        command=raw["command"],
-        args=tuple(raw.get("args") or ()),
-        env=tuple((e["name"], e["value"]) for e in raw.get("env") or ()),
-        install_hint=str(raw.get("installHint") or ""),
-        cluster=info,
-    )
+def cluster_info(cluster: Mapping[str, Any]) -> dict[str, Any]:
+    """spec.cluster of KUBERNETES_EXEC_INFO, for a plugin with provideClusterInfo."""
+    keys = {
+        "server": "server",
+        "certificate-authority-data": "certificateAuthorityData",
+        "insecure-skip-tls-verify": "insecureSkipTlsVerify",
+    }
+    return {ours: cluster[theirs] for theirs, ours in keys.items() if theirs in cluster}
 
 
-def _camel(key: str) -> str:
-    head, *rest = key.split("-")
-    return head + "".join(word.capitalize() for word in rest)
+class _Status(msgspec.Struct):
+    token: str | None = None
+    clientCertificateData: str | None = None
+    clientKeyData: str | None = None
+    expirationTimestamp: datetime.datetime | None = None
+
+
+class _ExecCredential(msgspec.Struct):
+    apiVersion: str
+    kind: str
+    status: _Status
 
 
 class ExecPlugin:
     def __init__(
         self,
-        config: ExecConfig,
+        config: UserExec,
         *,
+        cluster: Mapping[str, Any] | None = None,
         timeout: float = TIMEOUT,
         now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
     ) -> None:
+        if config.apiVersion not in API_VERSIONS:
+            raise ConfigError(
+                f"exec credential plugin {config.command!r}: apiVersion {config.apiVersion!r}"
+                f" is not supported, only {' and '.join(API_VERSIONS)}"
+            )
         self.config = config
+        self.cluster = cluster  # given to the plugin when the kubeconfig asks to
         self.timeout = timeout
         self._now = now
         self._cached: Identity | None = None
@@ -108,20 +103,25 @@ class ExecPlugin:
         return identity.expires is not None and identity.expires - _MARGIN <= self._now()
 
     def _name(self) -> str:
-        return f"exec credential plugin {' '.join([self.config.command, *self.config.args])!r}"
+        return f"exec credential plugin {' '.join([self.config.command, *self.args])!r}"
+
+    @property
+    def args(self) -> list[str]:
+        return self.config.args or []
 
     async def _run(self) -> Identity:
         c = self.config
         self.runs += 1
         spec: dict[str, object] = {"interactive": False}
-        if c.cluster is not None:
-            spec["cluster"] = c.cluster
-        info = {"apiVersion": c.api_version, "kind": "ExecCredential", "spec": spec}
-        env = {**os.environ, **dict(c.env), "KUBERNETES_EXEC_INFO": json.dumps(info)}
+        if self.cluster is not None:
+            spec["cluster"] = self.cluster
+        info = {"apiVersion": c.apiVersion, "kind": "ExecCredential", "spec": spec}
+        env = {**os.environ, **{e.name: e.value for e in c.env or ()}}
+        env["KUBERNETES_EXEC_INFO"] = json.dumps(info)
         try:
             process = await asyncio.create_subprocess_exec(
                 c.command,
-                *c.args,
+                *self.args,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -129,7 +129,7 @@ class ExecPlugin:
                 start_new_session=True,
             )
         except OSError as err:
-            hint = f" ({c.install_hint.strip()})" if c.install_hint.strip() else ""
+            hint = f" ({c.installHint.strip()})" if c.installHint and c.installHint.strip() else ""
             raise ConfigError(
                 f"{self._name()} cannot be run: {err.strerror or err}{hint}"
             ) from None
@@ -163,43 +163,26 @@ class ExecPlugin:
             return ConfigError(f"{self._name()} did not print a usable ExecCredential: {why}")
 
         try:
-            document = json.loads(out)
-        except ValueError:
-            raise bad(f"not JSON: {out[:200]!r}") from None
-        if not isinstance(document, dict) or document.get("kind") != "ExecCredential":
-            raise bad("kind is not ExecCredential")
-        if document.get("apiVersion") != self.config.api_version:
+            credential = msgspec.json.decode(out, type=_ExecCredential)
+        except msgspec.DecodeError as err:  # not JSON, or a field of the wrong type
+            raise bad(f"{err}: {out[:200]!r}") from None
+        status, version = credential.status, self.config.apiVersion
+        if credential.kind != "ExecCredential" or credential.apiVersion != version:
             raise bad(
-                f"apiVersion {document.get('apiVersion')!r}, expected {self.config.api_version}"
+                f"{credential.apiVersion} {credential.kind}, expected {version} ExecCredential"
             )
-        status = document.get("status")
-        if not isinstance(status, dict):
-            raise bad("no status")
-        token, cert, key = (
-            status.get(k) for k in ("token", "clientCertificateData", "clientKeyData")
-        )
-        if not all(isinstance(v, str | None) for v in (token, cert, key)):
-            raise bad("status.token, clientCertificateData and clientKeyData must be strings")
+        cert, key = status.clientCertificateData, status.clientKeyData
         if bool(cert) != bool(key):
             raise bad("a client certificate needs its key and a key its certificate")
-        if not token and not cert:
+        if not status.token and not cert:
             raise bad("neither status.token nor status.clientCertificateData")
+        expires = status.expirationTimestamp
         return Identity(
-            token=token or None,
+            token=status.token or None,
             cert_pem=cert.encode() if cert else None,
             key_pem=key.encode() if key else None,
-            expires=_timestamp(status.get("expirationTimestamp"), bad),
+            expires=expires.replace(tzinfo=expires.tzinfo or datetime.UTC) if expires else None,
         )
-
-
-def _timestamp(value: object, bad: Callable[[str], ConfigError]) -> datetime.datetime | None:
-    if value is None:
-        return None
-    try:
-        stamp = datetime.datetime.fromisoformat(str(value))
-    except ValueError:
-        raise bad(f"status.expirationTimestamp {value!r} is not an RFC 3339 time") from None
-    return stamp if stamp.tzinfo else stamp.replace(tzinfo=datetime.UTC)
 
 
 async def _drain(stream: asyncio.StreamReader, overflow: Callable[[], None]) -> bytes:
