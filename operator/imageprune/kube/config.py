@@ -202,12 +202,9 @@ def from_kubeconfig(
 
 
 def _entry(merged: Mapping[str, Any], key: str, name: str | None) -> Mapping[str, Any]:
+    """The raw body of an entry, for the fields lightkube's models leave out."""
     inner = key.removesuffix("s")
-    for entry in merged.get(key) or ():
-        if entry["name"] == name:
-            body: Mapping[str, Any] = entry[inner]
-            return body
-    return {}
+    return next((e[inner] for e in merged.get(key) or () if e["name"] == name), {})
 
 
 def _credential(
