@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from imageprune.api.policy import Mode
 from testkit import agent as agent_kit
-from testkit import binaries, oci
+from testkit import binaries, crds, oci
 from testkit import containerd as containerd_kit
 from testkit.kube import ControlPlane
 
@@ -103,8 +103,7 @@ def measure(work: Path) -> None:
         kubectl=binaries.require_binary("kubectl", dirs=[apiserver.parent]),
     )
     (work / "kube").mkdir()
-    with plane, containerd_kit.running(args.flavour) as node:
-        agent_kit.install_crds(plane)
+    with plane, containerd_kit.running(args.flavour) as node, crds.installed(plane):
         started = time.monotonic()
         node.add_images(
             *(

@@ -15,10 +15,13 @@ from imageprune.api.policy import Mode
 from testkit import oci
 from testkit.agent import (
     AgentProcess,
+    admin_token,
     bind_agent_role,
     condition,
     create_task,
+    exec_plugin_kubeconfig,
     get_task,
+    kubeconfig,
     request_run,
     restart_apiserver,
     service_account_kubeconfig,
@@ -328,6 +331,91 @@ def test_a_service_account_token_with_the_agents_role_is_enough(
     task = wait_for_run(plane, agent, name, "r1")
     assert condition(task, "Ready") == ("True", "Succeeded")
     assert image.id not in containerd.image_ids()
+
+
+def test_the_agent_follows_its_rotated_token_file(
+    plane: ControlPlane, containerd_factory: Factory, start_agent: StartAgent
+) -> None:
+    """As the kubelet rotates a pod's projected token: the file is replaced with a new
+    token and the old one is revoked (here: deleting the Secret it is bound to)."""
+    containerd = containerd_factory("1.6")
+    node, account = _unique("node"), _unique("agent")
+    plane.kubectl("create", "serviceaccount", account, "-n", "default")
+    bind_agent_role(plane, account)
+
+    def bound_token(secret: str) -> str:
+        plane.kubectl("create", "secret", "generic", secret, "-n", "default")
+        return plane.kubectl(
+            "create",
+            "token",
+            account,
+            "-n",
+            "default",
+            "--bound-object-kind=Secret",
+            f"--bound-object-name={secret}",
+        ).stdout.strip()
+
+    old = bound_token(f"{account}-1")
+    token_file = plane.workdir / f"{account}.token"
+    token_file.write_text(old)
+    agent = start_agent(
+        containerd, node, kubeconfig=kubeconfig(plane, account, {"tokenFile": str(token_file)})
+    )
+    name = create_task(plane, policy=_unique("rotate"), node=node, run_id="r1", selection=NOW)
+    wait_for_run(plane, agent, name, "r1")
+
+    swap = token_file.with_suffix(".new")
+    swap.write_text(bound_token(f"{account}-2"))
+    swap.replace(token_file)
+    plane.kubectl("delete", "secret", f"{account}-1", "-n", "default")
+    with_old = kubeconfig(plane, f"{account}-old", {"token": old})
+    agent.wait_until(
+        "the old token refused",
+        lambda: (
+            "Unauthorized"
+            in plane.kubectl("get", "imageprunetasks", kubeconfig=with_old, check=False).stderr
+        ),
+    )
+    (image,) = _unused(containerd, "after")
+    request_run(plane, name, "r2")
+
+    task = wait_for_run(plane, agent, name, "r2")
+    assert condition(task, "Ready") == ("True", "Succeeded")
+    assert image.id not in containerd.image_ids()
+
+
+@pytest.mark.parametrize(
+    "version", ["client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1"]
+)
+def test_an_exec_credential_plugin_logs_the_agent_in(
+    plane: ControlPlane, containerd_factory: Factory, start_agent: StartAgent, version: str
+) -> None:
+    containerd = containerd_factory("1.6")
+    (image,) = _unused(containerd, "a")
+    node, account = _unique("node"), _unique("exec")
+    plugin = exec_plugin_kubeconfig(
+        plane, account, api_version=version, token=admin_token(plane, account)
+    )
+    agent = start_agent(containerd, node, kubeconfig=plugin)
+    name = create_task(plane, policy=_unique("exec"), node=node, run_id="r1", selection=NOW)
+
+    task = wait_for_run(plane, agent, name, "r1")
+    assert condition(task, "Ready") == ("True", "Succeeded")
+    assert image.id not in containerd.image_ids()
+
+
+def test_a_failing_exec_plugin_stops_the_agent_naming_it(
+    plane: ControlPlane, containerd_factory: Factory, start_agent: StartAgent
+) -> None:
+    plugin = exec_plugin_kubeconfig(
+        plane, "broken-agent", api_version="client.authentication.k8s.io/v1", token=None
+    )
+    agent = start_agent(containerd_factory("1.6"), _unique("node"), kubeconfig=plugin)
+    assert agent.wait_exit() == 2
+    log = agent.log_text()
+    assert "broken-agent-credential-plugin' failed with exit code 1" in log
+    assert "cannot reach the token service" in log
+    assert "Traceback" not in log
 
 
 def test_sigterm_mid_run_reports_it_interrupted_and_exits_cleanly(

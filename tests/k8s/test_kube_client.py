@@ -1,24 +1,28 @@
 """imageprune.kube against the real kube-apiserver: credentials from a kubeconfig, get,
-list, merge patch of /status, watch streams, resume without re-listing, 410 Gone."""
+list, merge patch of /status, watch streams, resume without re-listing, 410 Gone, a
+silent connection noticed, answers bounded."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import os
+import signal
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
-from imageprune.api import names
+from imageprune.kube import client as kube_client
 from imageprune.kube import config
 from imageprune.kube.client import Client
 from imageprune.kube.errors import ApiError, Gone, Unreachable
+from imageprune.kube.resources import Task
 from imageprune.kube.watch import Changed, Listed, Watcher
 from testkit.agent import create_task, request_run
 from testkit.kube import ControlPlane
 
 pytestmark = pytest.mark.k8s
-
-TASKS = f"/apis/{names.GROUP}/{names.VERSION}/{names.TASK_PLURAL}"
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +31,10 @@ def plane(kube_control_plane: ControlPlane, imageprune_crds: list[str]) -> Contr
 
 
 @pytest.fixture
-def client(plane: ControlPlane) -> Client:
-    return Client(config.load(str(plane.kubeconfig_path)), timeout=10)
+async def client(plane: ControlPlane) -> AsyncIterator[Client]:
+    client = Client(config.load(str(plane.kubeconfig_path)), timeout=10)
+    yield client
+    await client.close()
 
 
 def _task(plane: ControlPlane) -> tuple[str, str]:
@@ -39,45 +45,50 @@ def _task(plane: ControlPlane) -> tuple[str, str]:
 
 async def test_get_list_and_merge_patch_status(plane: ControlPlane, client: Client) -> None:
     name, node = _task(plane)
-    listing = await client.list(TASKS, field_selector=f"spec.nodeName={node}")
-    assert [i["metadata"]["name"] for i in listing["items"]] == [name]
-    task = await client.get(f"{TASKS}/{name}")
+    items, _ = await client.list(Task, fields=f"spec.nodeName={node}")
+    assert [i["metadata"]["name"] for i in items] == [name]
+    task = await client.get(Task, name)
     version = task["metadata"]["resourceVersion"]
 
     patched = await client.merge_patch(
-        f"{TASKS}/{name}/status",
+        Task.Status,
+        name,
         {"metadata": {"resourceVersion": version}, "status": {"runId": "r1", "message": "hi"}},
     )
     assert patched["status"] == {"runId": "r1", "message": "hi"}
     # The same precondition again is stale now: the apiserver refuses it.
     with pytest.raises(ApiError) as stale:
         await client.merge_patch(
-            f"{TASKS}/{name}/status",
+            Task.Status,
+            name,
             {"metadata": {"resourceVersion": version}, "status": {"message": "late"}},
         )
     assert stale.value.status == 409
     # null deletes a field.
-    cleared = await client.merge_patch(f"{TASKS}/{name}/status", {"status": {"message": None}})
+    cleared = await client.merge_patch(Task.Status, name, {"status": {"message": None}})
     assert cleared["status"] == {"runId": "r1"}
 
 
 async def test_errors_are_classified(plane: ControlPlane, client: Client) -> None:
     with pytest.raises(ApiError) as missing:
-        await client.get(f"{TASKS}/no-such-task")
+        await client.get(Task, "no-such-task")
     assert (missing.value.status, missing.value.reason) == (404, "NotFound")
     assert not missing.value.retryable
     nobody = Client(config.load(str(plane.user_kubeconfig("nobody"))), timeout=10)
     with pytest.raises(ApiError, match="cannot list resource") as forbidden:
-        await nobody.list(TASKS)
+        await nobody.list(Task)
+    await nobody.close()
     assert forbidden.value.status == 403
-    closed = config.Credentials(server="https://127.0.0.1:1", source="test")
+    closed = dataclasses.replace(
+        config.load(str(plane.kubeconfig_path)), server="https://127.0.0.1:1"
+    )
     with pytest.raises(Unreachable, match=r"cannot reach the apiserver at https://127\.0\.0\.1:1"):
-        await Client(closed, timeout=5).list(TASKS)
+        await Client(closed, timeout=5).list(Task)
 
 
 async def test_a_too_old_resource_version_is_gone(client: Client) -> None:
     with pytest.raises(Gone):
-        async for _ in client.watch(TASKS, resource_version="1", timeout_seconds=5):
+        async for _ in client.watch(Task, resource_version="1", timeout_seconds=5):
             pass
 
 
@@ -86,7 +97,7 @@ async def test_the_watcher_resumes_across_server_ended_watches(
 ) -> None:
     name, node = _task(plane)
     # Watches the server ends after 1-2 s: the changes below span several of them.
-    watcher = Watcher(client, TASKS, field_selector=f"spec.nodeName={node}", min_watch_seconds=1)
+    watcher = Watcher(client, Task, field_selector=f"spec.nodeName={node}", min_watch_seconds=1)
     seen: list[Listed | Changed] = []
 
     async def consume() -> None:
@@ -108,3 +119,36 @@ async def test_the_watcher_resumes_across_server_ended_watches(
     assert not any(isinstance(e, Listed) for e in seen[1:])  # resumed, never re-listed
     runs = [e.object["spec"]["runId"] for e in seen[1:] if isinstance(e, Changed)]
     assert runs == ["r2", "r3", "r4"]
+
+
+async def test_a_silent_watch_is_noticed(plane: ControlPlane) -> None:
+    """The apiserver stops answering (SIGSTOP) with the watch open: the read deadline
+    (the watch's timeoutSeconds plus the client's timeout) ends it, as Unreachable."""
+    name, node = _task(plane)
+    client = Client(config.load(str(plane.kubeconfig_path)), timeout=2)
+    _, version = await client.list(Task, fields=f"spec.nodeName={node}")
+    events = client.watch(
+        Task, resource_version=version, timeout_seconds=1, fields=f"spec.nodeName={node}"
+    )
+    await asyncio.to_thread(request_run, plane, name, "r2")
+    kind, _ = await anext(events)
+    assert kind == "MODIFIED"
+    apiserver = plane._processes[-1]
+    assert apiserver.name == "kube-apiserver"
+    os.kill(apiserver.popen.pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(Unreachable, match="did not answer WATCH imageprunetasks in time"):
+            async for _ in events:
+                pass
+    finally:
+        os.kill(apiserver.popen.pid, signal.SIGCONT)
+    await client.close()
+
+
+async def test_answers_are_bounded(
+    plane: ControlPlane, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _task(plane)
+    monkeypatch.setattr(kube_client, "MAX_BODY", 512)
+    with pytest.raises(Unreachable, match="exceeds 512"):
+        await client.list(Task)

@@ -242,7 +242,15 @@ def service_account_kubeconfig(plane: kube.ControlPlane, name: str, *, bind: boo
     would be), granted the agent's ClusterRole when `bind` (see bind_agent_role)."""
     plane.kubectl("create", "serviceaccount", name, "-n", "default")
     token = plane.kubectl("create", "token", name, "-n", "default").stdout.strip()
-    path = plane.workdir / f"sa-{name}.kubeconfig"
+    path = kubeconfig(plane, name, {"token": token})
+    if bind:
+        bind_agent_role(plane, name)
+    return path
+
+
+def kubeconfig(plane: kube.ControlPlane, name: str, user: Mapping[str, object]) -> Path:
+    """A kubeconfig for the test apiserver whose user is `user`."""
+    path = plane.workdir / f"{name}.kubeconfig"
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -255,14 +263,47 @@ def service_account_kubeconfig(plane: kube.ControlPlane, name: str, *, bind: boo
                 },
             }
         ],
-        "users": [{"name": name, "user": {"token": token}}],
+        "users": [{"name": name, "user": dict(user)}],
         "contexts": [{"name": name, "context": {"cluster": "c", "user": name}}],
         "current-context": name,
     }
     path.write_text(json.dumps(config))  # JSON is YAML
-    if bind:
-        bind_agent_role(plane, name)
     return path
+
+
+def admin_token(plane: kube.ControlPlane, name: str) -> str:
+    """A token of a new ServiceAccount `name` that may do anything (cluster-admin)."""
+    plane.kubectl("create", "serviceaccount", name, "-n", "default")
+    plane.kubectl(
+        "create",
+        "clusterrolebinding",
+        name,
+        "--clusterrole=cluster-admin",
+        f"--serviceaccount=default:{name}",
+    )
+    return plane.kubectl("create", "token", name, "-n", "default").stdout.strip()
+
+
+def exec_plugin_kubeconfig(
+    plane: kube.ControlPlane, name: str, *, api_version: str, token: str | None
+) -> Path:
+    """A kubeconfig whose user is an exec credential plugin: a script that prints an
+    ExecCredential of `api_version` with `token`, or, without one, fails as a plugin
+    that cannot reach its token service does."""
+    script = plane.workdir / f"{name}-credential-plugin"
+    if token is None:
+        body = 'echo "cannot reach the token service" >&2\nexit 1\n'
+    else:
+        credential = {
+            "apiVersion": api_version,
+            "kind": "ExecCredential",
+            "status": {"token": token},
+        }
+        body = f"cat <<'EOF'\n{json.dumps(credential)}\nEOF\n"
+    script.write_text("#!/bin/sh\n" + body)
+    script.chmod(0o755)
+    user = {"exec": {"apiVersion": api_version, "command": str(script), "interactiveMode": "Never"}}
+    return kubeconfig(plane, name, user)
 
 
 def bind_agent_role(plane: kube.ControlPlane, name: str) -> None:

@@ -217,13 +217,20 @@ class OperatorProcess:
     """`python -m imageprune.cluster.main` against the test control plane (it imports
     imageprune from this process's sys.path: the worktree, or the installed package)."""
 
-    def __init__(self, plane: kube.ControlPlane, workdir: Path, *, interval: float) -> None:
+    def __init__(
+        self,
+        plane: kube.ControlPlane,
+        workdir: Path,
+        *,
+        interval: float,
+        kubeconfig: Path | None = None,
+    ) -> None:
         self.metrics_port, self.health_port = kube.free_ports(2)
         argv = [
             sys.executable,
             "-m",
             "imageprune.cluster.main",
-            f"--kubeconfig={plane.kubeconfig_path}",
+            f"--kubeconfig={kubeconfig or plane.kubeconfig_path}",
             f"--metrics-port={self.metrics_port}",
             f"--health-port={self.health_port}",
             f"--interval={interval}",
@@ -257,11 +264,15 @@ class OperatorProcess:
 
 @contextlib.contextmanager
 def operator(
-    plane: kube.ControlPlane, workdir: Path, *, interval: float = 1.0
+    plane: kube.ControlPlane,
+    workdir: Path,
+    *,
+    interval: float = 1.0,
+    kubeconfig: Path | None = None,
 ) -> Iterator[OperatorProcess]:
     """The operator for the block; on the way out every policy is deleted while it still
     runs, since only the operator removes their finalizers (then the CRDs can go)."""
-    process = OperatorProcess(plane, workdir, interval=interval)
+    process = OperatorProcess(plane, workdir, interval=interval, kubeconfig=kubeconfig)
     try:
         yield process
         plane.kubectl(

@@ -61,6 +61,7 @@ def test_bad_flags(flags: list[str], message: str, capsys: pytest.CaptureFixture
     ("flags", "message"),
     [
         (["--kubeconfig", "/nonexistent/kubeconfig"], "does not exist"),
+        (["--context", "nope"], "Context 'nope' not found"),
         (["--runtime-endpoint", "tcp://10.0.0.1:1"], "not a unix socket"),
     ],
 )

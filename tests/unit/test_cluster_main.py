@@ -29,13 +29,13 @@ def test_a_kubeconfig_that_is_no_regular_file_is_refused_without_reading_it(
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (None, "no such file"),
-        ("{[", "cannot read it"),
-        ("apiVersion: v1\nkind: Config\n", "not a usable kubeconfig"),
+        (None, "does not exist"),
+        ("{[", "is not valid YAML"),
+        ("apiVersion: v1\nkind: Config\n", "No current context"),
         (
             "current-context: x\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
             "clusters: [{name: c, cluster: {}}]\nusers: [{name: u, user: {}}]\n",
-            "the current context names no server",
+            "cluster 'c' names no server",
         ),
     ],
 )
@@ -52,9 +52,23 @@ def test_a_bad_kubeconfig_exits_2_with_the_reason(
         path.write_text(content)
     assert main.main(["--kubeconfig", str(path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"imageprune operator: error: --kubeconfig {path}: {message}")
+    assert err.startswith("imageprune operator: error: ")
+    assert str(path) in err
+    assert message in err
     assert "Traceback" not in err
     assert err.count("\n") == 1
+
+
+def test_an_unknown_context_exits_2_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        "current-context: x\ncontexts: [{name: x, context: {cluster: c}}]\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+    )
+    assert main.main(["--kubeconfig", str(path), "--context", "nope"]) == 2
+    assert "Context 'nope' not found" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -1,14 +1,18 @@
+"""imageprune.kube.config: which kubeconfig, which context, kubectl's merge of several
+files, relative paths, in-cluster, and files that must not be read."""
+
 from __future__ import annotations
 
 import base64
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
-from imageprune.kube import config
+from imageprune.kube import auth, config, execplugin
 from imageprune.kube.errors import ConfigError
 
 pytestmark = pytest.mark.unit
@@ -26,67 +30,115 @@ def _doc(
     cluster: Mapping[str, object] | None = None,
     user: Mapping[str, object] | None = None,
     current: str | None = "ctx",
-) -> dict[str, object]:
-    document: dict[str, object] = {
+    name: str = "ctx",
+) -> dict[str, Any]:
+    document: dict[str, Any] = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "c", "cluster": {"server": server, **(cluster or {})}}],
-        "users": [{"name": "u", "user": dict(user or {"token": "secret"})}],
-        "contexts": [{"name": "ctx", "context": {"cluster": "c", "user": "u"}}],
+        "clusters": [{"name": f"c-{name}", "cluster": {"server": server, **(cluster or {})}}],
+        "users": [{"name": f"u-{name}", "user": dict(user or {"token": "secret"})}],
+        "contexts": [{"name": name, "context": {"cluster": f"c-{name}", "user": f"u-{name}"}}],
     }
     if current:
         document["current-context"] = current
     return document
 
 
-def _parse(document: Mapping[str, object], path: Path = HERE) -> config.Credentials:
-    return config.from_kubeconfig(config.merge([(path, document)]))
+def _parse(document: Mapping[str, Any], context: str | None = None) -> config.Target:
+    return config.from_kubeconfig(config.merge([(HERE, document)]), context=context)
 
 
-def test_token_and_inline_ca() -> None:
-    creds = _parse(_doc(cluster={"certificate-authority-data": _b64(b"CA PEM")}))
-    assert (creds.host, creds.port, creds.tls) == ("10.0.0.1", 6443, True)
-    assert creds.token == "secret"
-    assert creds.ca_data == b"CA PEM"
-    assert creds.ca_file is None
+async def test_token_and_inline_ca() -> None:
+    target = _parse(_doc(cluster={"certificate-authority-data": _b64(b"CA PEM")}))
+    assert target.server == "https://10.0.0.1:6443"
+    assert target.cluster.certificate_auth_data == _b64(b"CA PEM")
+    assert await target.credential.identity() == auth.Identity(token="secret")
 
 
 def test_relative_files_are_relative_to_their_kubeconfig() -> None:
-    creds = _parse(
+    target = _parse(
         _doc(
             cluster={"certificate-authority": "pki/ca.crt"},
-            user={"client-certificate": "pki/me.crt", "client-key": "/abs/me.key"},
+            user={
+                "client-certificate": "pki/me.crt",
+                "client-key": "/abs/me.key",
+                "tokenFile": "tok",
+            },
         )
     )
-    assert creds.ca_file == Path("/etc/kube/pki/ca.crt")
-    assert creds.cert_file == Path("/etc/kube/pki/me.crt")
-    assert creds.key_file == Path("/abs/me.key")
-    assert creds.token is None
+    assert target.cluster.certificate_auth == "/etc/kube/pki/ca.crt"
+    assert target.user.client_cert == "/etc/kube/pki/me.crt"
+    assert target.user.client_key == "/abs/me.key"
+    assert target.credential == auth.TokenFile(Path("/etc/kube/tok"))
 
 
-def test_default_port_follows_the_scheme() -> None:
-    assert _parse(_doc(server="https://api.example")).port == 443
-    assert _parse(_doc(server="http://127.0.0.1")).port == 80
+def test_exec_plugin_user() -> None:
+    target = _parse(
+        _doc(
+            user={
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1",
+                    "command": "bin/get-token",
+                    "args": ["--x"],
+                    "env": [{"name": "A", "value": "1"}],
+                    "provideClusterInfo": True,
+                }
+            },
+            cluster={"insecure-skip-tls-verify": True},
+        )
+    )
+    assert isinstance(target.credential, execplugin.ExecPlugin)
+    plugin = target.credential.config
+    assert plugin.command == "/etc/kube/bin/get-token"  # relative to the kubeconfig
+    assert plugin.args == ["--x"]
+    assert [(e.name, e.value) for e in plugin.env or ()] == [("A", "1")]
+    assert target.credential.cluster == {
+        "server": "https://10.0.0.1:6443",
+        "insecureSkipTlsVerify": True,
+    }
+
+
+def test_a_bare_plugin_command_is_looked_up_in_path() -> None:
+    exec_ = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws"}
+    target = _parse(_doc(user={"exec": exec_}))
+    assert isinstance(target.credential, execplugin.ExecPlugin)
+    assert target.credential.config.command == "aws"
 
 
 @pytest.mark.parametrize(
     ("document", "message"),
     [
-        (_doc(current=None), "no current-context"),
-        (_doc(current="other"), "no context named 'other'"),
+        (_doc(current=None), "No current context"),
+        (_doc(current="other"), "Context 'other' not found"),
         (_doc(server="ftp://x"), "must be an https:// (or http://) URL"),
-        (_doc(server="https://x:99999"), "invalid port"),
-        (_doc(server="https://x/prefix"), "path prefix is not supported"),
-        (_doc(user={"exec": {"command": "aws"}}), "users[u].user.exec: exec credential plugins"),
         (_doc(user={"auth-provider": {"name": "gcp"}}), "auth providers are not supported"),
         (_doc(user={"username": "a", "password": "b"}), "basic authentication"),
         (_doc(user={"client-certificate-data": _b64(b"x")}), "needs its key"),
-        (_doc(cluster={"certificate-authority-data": "not base64!"}), "not valid base64"),
+        (
+            _doc(user={"exec": {"command": "x"}}),
+            "missing required field `apiVersion` - at `$.exec`",
+        ),
+        (
+            _doc(
+                user={
+                    "exec": {"apiVersion": "client.authentication.k8s.io/v1alpha1", "command": "x"}
+                }
+            ),
+            "is not supported, only client.authentication.k8s.io/v1 and",
+        ),
+        (
+            _doc(
+                user={
+                    "exec": {"apiVersion": execplugin.API_VERSIONS[0], "command": "x", "env": [1]}
+                }
+            ),
+            "at `$.exec.env[0]`",
+        ),
         ({"clusters": "oops"}, "clusters must be a list"),
         ({"clusters": [{"cluster": {}}]}, "every entry of clusters needs a name"),
     ],
 )
-def test_bad_kubeconfigs_say_what_is_wrong(document: Mapping[str, object], message: str) -> None:
+def test_bad_kubeconfigs_say_what_is_wrong(document: Mapping[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         _parse(document)
     assert message in str(caught.value)
@@ -94,45 +146,79 @@ def test_bad_kubeconfigs_say_what_is_wrong(document: Mapping[str, object], messa
 
 def test_context_naming_an_undefined_cluster() -> None:
     document = _doc()
-    document["contexts"] = [{"name": "ctx", "context": {"cluster": "nope", "user": "u"}}]
-    with pytest.raises(ConfigError, match="names cluster 'nope', which is not defined"):
+    document["contexts"] = [{"name": "ctx", "context": {"cluster": "nope", "user": "u-ctx"}}]
+    with pytest.raises(ConfigError, match="context 'ctx' names 'nope', which is not defined"):
         _parse(document)
 
 
-def test_merge_first_file_wins() -> None:
-    first = _doc(server="https://first:1")
+def test_several_contexts_pick_the_current_one_or_the_chosen_one() -> None:
+    document = _doc(server="https://one:1", name="one", current="two")
+    other = _doc(server="https://two:2", name="two")
+    for key in ("clusters", "users", "contexts"):
+        document[key] += other[key]
+    assert _parse(document).server == "https://two:2"
+    assert _parse(document, context="one").server == "https://one:1"
+
+
+def test_merge_first_file_wins_per_entry_and_for_current_context() -> None:
+    first = _doc(server="https://first:1", current=None)
     second = _doc(server="https://second:2", current="ctx")
-    second["current-context"] = "ignored"
-    merged = config.merge([(Path("/a/config"), first), (Path("/b/config"), second)])
-    assert merged.current_context == "ctx"
-    assert config.from_kubeconfig(merged).host == "first"
+    third = _doc(server="https://third:3", name="extra", current="extra")
+    merged = config.merge(
+        [(Path("/a/config"), first), (Path("/b/config"), second), (Path("/c/config"), third)]
+    )
+    assert merged["current-context"] == "ctx"  # the first file that sets one
+    assert config.from_kubeconfig(merged).server == "https://first:1"
+    assert config.from_kubeconfig(merged, context="extra").server == "https://third:3"
 
 
 def test_in_cluster_uses_the_service_account(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("t")
     env = {"KUBERNETES_SERVICE_HOST": "fd00::1", "KUBERNETES_SERVICE_PORT": "443"}
-    creds = config.load(None, environ=env, service_account_dir=tmp_path)
-    assert creds.server == "https://[fd00::1]:443"
-    assert (creds.host, creds.port) == ("fd00::1", 443)
-    assert creds.token_file == tmp_path / "token"
-    assert creds.ca_file == tmp_path / "ca.crt"
+    target = config.load(None, environ=env, service_account_dir=tmp_path)
+    assert target.server == "https://[fd00::1]:443"
+    assert target.credential == auth.TokenFile(tmp_path / "token")
+    assert target.cluster.certificate_auth == str(tmp_path / "ca.crt")
 
 
-def test_explicit_kubeconfig_beats_in_cluster(tmp_path: Path) -> None:
+async def test_a_token_file_is_read_again_for_every_request(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("old\n")
+    credential = auth.TokenFile(token)
+    assert (await credential.identity()).token == "old"
+    token.write_text("new\n")  # the kubelet rotated it
+    assert (await credential.identity()).token == "new"
+    token.unlink()
+    with pytest.raises(ConfigError, match="cannot read the token file"):
+        await credential.identity()
+
+
+def test_explicit_kubeconfig_and_context_beat_in_cluster(tmp_path: Path) -> None:
     (tmp_path / "token").write_text("t")
     kubeconfig = tmp_path / "kc"
     kubeconfig.write_text(yaml.safe_dump(_doc(server="https://explicit:1")))
-    env = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "KUBERNETES_SERVICE_PORT": "443"}
-    creds = config.load(str(kubeconfig), environ=env, service_account_dir=tmp_path)
-    assert creds.host == "explicit"
+    env = {
+        "KUBERNETES_SERVICE_HOST": "10.0.0.1",
+        "KUBERNETES_SERVICE_PORT": "443",
+        "KUBECONFIG": str(kubeconfig),
+    }
+    explicit = config.load(str(kubeconfig), environ=env, service_account_dir=tmp_path)
+    assert explicit.server == "https://explicit:1"
+    # A context exists only in a kubeconfig: asking for one skips the service account.
+    chosen = config.load(None, context="ctx", environ=env, service_account_dir=tmp_path)
+    assert chosen.server == "https://explicit:1"
 
 
-def test_kubeconfig_env_skips_missing_files_of_a_list(tmp_path: Path) -> None:
-    kubeconfig = tmp_path / "kc"
-    kubeconfig.write_text(yaml.safe_dump(_doc(server="https://from-env:1")))
-    env = {"KUBECONFIG": f"{tmp_path / 'missing'}:{kubeconfig}"}
-    creds = config.load(None, environ=env, service_account_dir=tmp_path / "no-sa")
-    assert creds.host == "from-env"
+def test_kubeconfig_env_merges_its_files_and_skips_missing_ones(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.write_text(yaml.safe_dump(_doc(server="https://first:1", name="a", current=None)))
+    second.write_text(yaml.safe_dump(_doc(server="https://second:2", name="b", current="a")))
+    env = {"KUBECONFIG": os.pathsep.join([str(tmp_path / "missing"), str(first), str(second)])}
+    target = config.load(None, environ=env, service_account_dir=tmp_path / "no-sa")
+    assert target.server == "https://first:1"  # current-context from the second file
+    assert str(first) in target.source
+    other = config.load(None, context="b", environ=env, service_account_dir=tmp_path / "no-sa")
+    assert other.server == "https://second:2"
 
 
 @pytest.mark.parametrize(
@@ -167,3 +253,5 @@ def test_unusable_kubeconfig_files(tmp_path: Path, setup: str, message: str) -> 
 def test_no_credentials_anywhere(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="set --kubeconfig or \\$KUBECONFIG"):
         config.load(None, environ={}, service_account_dir=tmp_path)
+    with pytest.raises(ConfigError, match="--context x: no kubeconfig given"):
+        config.load(None, context="x", environ={}, service_account_dir=tmp_path)

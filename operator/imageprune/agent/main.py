@@ -91,6 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="default: the pod's service account when in a cluster, else $KUBECONFIG",
     )
     parser.add_argument(
+        "--context",
+        metavar="NAME",
+        help="the kubeconfig context to use (default: its current-context)",
+    )
+    parser.add_argument(
         "--metrics-port",
         type=_port,
         default=8080,
@@ -140,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     logs.configure(fmt=args.log_format, node=args.node_name)
     try:
-        kube = Client(kube_config.load(args.kubeconfig), timeout=args.timeout)
+        kube = Client(kube_config.load(args.kubeconfig, context=args.context), timeout=args.timeout)
         runtime = endpoint.resolve(args.runtime_endpoint)
     except (ConfigError, EndpointInvalid, EndpointNotFound) as err:
         log.error("%s", err)
@@ -174,6 +179,11 @@ async def _serve(
     metrics_port: int,
     health_port: int,
 ) -> int:
+    try:
+        await kube.check()  # an exec credential plugin that fails says so now
+    except ConfigError as err:
+        log.error("%s", err)
+        return EXIT_USAGE
     metrics = Metrics()
     async with CriClient(runtime.target, timeout=cri_timeout, origin=runtime.origin) as cri:
         agent = runner.Agent(settings, kube=kube, cri=cri, metrics=metrics)
@@ -209,6 +219,7 @@ async def _serve(
         finally:
             if server is not None:
                 server.close()
+            await kube.close()
     log.info("stopped")
     return EXIT_OK
 

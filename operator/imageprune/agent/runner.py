@@ -29,6 +29,7 @@ from imageprune.agent.metrics import Metrics
 from imageprune.agent.status import Reason
 from imageprune.api import task as api_task
 from imageprune.api.policy import Mode, Trigger
+from imageprune.kube import resources
 from imageprune.kube.backoff import Backoff
 from imageprune.kube.client import Client
 from imageprune.kube.watch import Listed, Watcher
@@ -76,7 +77,7 @@ class Agent:
         self.store = usage.UsageStore(settings.state_dir / "usage.json")
         self.ledger = Ledger(settings.state_dir / "agent-runs.json")
         self.watcher = Watcher(
-            kube, writer.TASKS_PATH, field_selector=f"spec.nodeName={settings.node_name}"
+            kube, resources.Task, field_selector=f"spec.nodeName={settings.node_name}"
         )
         self.writer = writer.StatusWriter(
             kube, metrics=metrics, final_write_timeout=settings.final_write_timeout

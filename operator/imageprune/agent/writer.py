@@ -11,14 +11,12 @@ import time
 
 from imageprune.agent import status
 from imageprune.agent.metrics import Metrics
-from imageprune.api import names
 from imageprune.kube.backoff import Backoff
 from imageprune.kube.client import Client
 from imageprune.kube.errors import ApiError, KubeError
+from imageprune.kube.resources import Task
 
 log = logging.getLogger("imageprune.agent")
-
-TASKS_PATH = f"/apis/{names.GROUP}/{names.VERSION}/{names.TASK_PLURAL}"
 
 
 class Written(enum.Enum):
@@ -42,17 +40,16 @@ class StatusWriter:
     async def write(self, name: str, build: status.Builder, *, retry: bool = True) -> Written:
         """Retried with backoff while the apiserver is away, each retry logged; after
         shutdown_started only for final_write_timeout; without `retry`, tried once."""
-        path = f"{TASKS_PATH}/{name}"
         backoff = Backoff()
         while True:
             try:
-                obj = await self.kube.get(path)
+                obj = await self.kube.get(Task, name)
                 body = build(obj.get("status") or {})
                 if body is None:
                     return Written.OK
                 version = obj.get("metadata", {}).get("resourceVersion")
                 await self.kube.merge_patch(
-                    f"{path}/status", {"metadata": {"resourceVersion": version}, "status": body}
+                    Task.Status, name, {"metadata": {"resourceVersion": version}, "status": body}
                 )
                 return Written.OK
             except ApiError as err:

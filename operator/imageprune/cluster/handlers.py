@@ -19,6 +19,8 @@ import kopf
 from imageprune.api import names
 from imageprune.api.policy import Trigger
 from imageprune.cluster import aggregate, kubeapi, metrics, observed, reconcile, standing
+from imageprune.kube.client import Client as KubeClient
+from imageprune.kube.config import Target
 
 _POLICIES = (names.GROUP, names.VERSION, names.POLICY_PLURAL)
 _TASKS = (names.GROUP, names.VERSION, names.TASK_PLURAL)
@@ -26,6 +28,7 @@ _TASKS = (names.GROUP, names.VERSION, names.TASK_PLURAL)
 
 @dataclasses.dataclass(frozen=True)
 class Config:
+    target: Target  # the apiserver and our credentials (kopf logs in with the same)
     interval: float = 10.0  # seconds between two passes over a policy (its timer)
 
 
@@ -62,8 +65,8 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
     state = _Operator()
 
     @kopf.on.startup(id="client", registry=registry)
-    def startup(settings: kopf.OperatorSettings, logger: kubeapi.Logger, **_: Any) -> None:
-        state.client = kubeapi.Client(settings, logger)
+    def startup(logger: kubeapi.Logger, **_: Any) -> None:
+        state.client = kubeapi.Client(KubeClient(config.target), logger)
 
     # kopf passes each index to handlers as a keyword named after its id.
     @kopf.index("nodes", id="node_labels", registry=registry)

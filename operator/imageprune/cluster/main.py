@@ -5,23 +5,23 @@ Only parsing and wiring here (as kopf's own cli.py): the handlers are in handler
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
-import os
 import re
 import sys
+import threading
 from collections.abc import Sequence
 from typing import Any
 
 import kopf
-import yaml
 
-from imageprune import files
 from imageprune.cluster import handlers, metrics
+from imageprune.kube import auth
+from imageprune.kube import config as kube_config
+from imageprune.kube.errors import ConfigError
 
-EXIT_USAGE = 2
+EXIT_FAILED, EXIT_USAGE = 1, 2
 _PROG = "imageprune operator"
-# Kubeconfigs with a few dozen clusters stay far below this; /dev/zero does not.
-_KUBECONFIG_LIMIT = 4 * 1024 * 1024
 
 
 def _port(text: str) -> int:
@@ -57,6 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="kubeconfig file (default: the in-cluster service account, then $KUBECONFIG)",
     )
     parser.add_argument(
+        "--context", help="the kubeconfig context to use (default: its current-context)"
+    )
+    parser.add_argument(
         "--metrics-port", type=_port, default=0, help="serve Prometheus /metrics here (0: off)"
     )
     parser.add_argument(
@@ -75,49 +78,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _BadKubeconfig(Exception):
-    pass
-
-
-def _check_kubeconfig(path: str) -> None:
-    """Fail early with the reason instead of kopf retrying a broken login forever."""
-    try:
-        # kopf reads whatever the path names: /dev/zero or a FIFO would hang it.
-        files.read_regular_file(path, limit=_KUBECONFIG_LIMIT)
-        info = kopf.login_with_kubeconfig(settings=kopf.OperatorSettings())
-    except FileNotFoundError:
-        raise _BadKubeconfig(f"--kubeconfig {path}: no such file") from None
-    except (OSError, yaml.YAMLError, files.FileRejected) as error:
-        reason = " ".join(str(error).split())  # YAML errors span lines
-        raise _BadKubeconfig(f"--kubeconfig {path}: cannot read it: {reason}") from None
-    except (KeyError, TypeError, AttributeError, kopf.LoginError) as error:
-        raise _BadKubeconfig(
-            f"--kubeconfig {path}: not a usable kubeconfig (current context, its cluster and"
-            f" user are needed): {error}"
-        ) from None
-    if info is None or not info.server:
-        raise _BadKubeconfig(f"--kubeconfig {path}: the current context names no server")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    if args.kubeconfig is not None:
-        os.environ["KUBECONFIG"] = args.kubeconfig  # read by kopf's kubeconfig login
-        try:
-            _check_kubeconfig(args.kubeconfig)
-        except _BadKubeconfig as error:
-            print(f"{_PROG}: error: {error}", file=sys.stderr)
-            return EXIT_USAGE
+    try:
+        target = kube_config.load(args.kubeconfig, context=args.context)
+        # Fail now with the reason, rather than kopf retrying a broken login for ever.
+        asyncio.run(target.credential.identity())
+    except ConfigError as error:
+        print(f"{_PROG}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     kopf.configure(
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL
     )
     logging.getLogger("kopf.objects").addFilter(_quiet_successes)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, handlers.Config(interval=args.interval))
-    _register_login(registry, explicit=args.kubeconfig is not None)
+    handlers.register(registry, handlers.Config(interval=args.interval, target=target))
+    failures: list[ConfigError] = []
+    stop = threading.Event()
+    _register_login(registry, target, failures, stop)
     settings = kopf.OperatorSettings()
     handlers.configure(settings)
     if args.metrics_port:
@@ -128,13 +109,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             return EXIT_USAGE
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     logging.getLogger(__name__).info("imageprune operator starting")
-    kopf.run(
-        registry=registry,
-        settings=settings,
-        standalone=True,
-        clusterwide=True,
-        liveness_endpoint=liveness,
-    )
+    try:
+        kopf.run(
+            registry=registry,
+            settings=settings,
+            standalone=True,
+            clusterwide=True,
+            liveness_endpoint=liveness,
+            stop_flag=stop,
+        )
+    except Exception:
+        if not failures:
+            raise
+        # kopf's failed login activity (or, without credentials, its API calls):
+        # the cause is the plugin's failure, said below.
+    if failures:
+        print(f"{_PROG}: error: cannot log in: {failures[-1]}", file=sys.stderr)
+        return EXIT_FAILED
     return 0
 
 
@@ -147,15 +138,50 @@ def _quiet_successes(record: logging.LogRecord) -> bool:
     return not _ROUTINE.fullmatch(record.getMessage())
 
 
-def _register_login(registry: kopf.OperatorRegistry, *, explicit: bool) -> None:
+def _register_login(
+    registry: kopf.OperatorRegistry,
+    target: kube_config.Target,
+    failures: list[ConfigError],
+    stop: threading.Event,
+) -> None:
+    handed: list[auth.Identity] = []
+
     @kopf.on.login(id="login", registry=registry)
-    def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
-        """--kubeconfig when given; else the in-cluster service account, then $KUBECONFIG."""
-        if not explicit:
-            in_cluster = kopf.login_with_service_account(**kwargs)
-            if in_cluster is not None:
-                return in_cluster
-        return kopf.login_with_kubeconfig(**kwargs)
+    async def login(**_: Any) -> kopf.ConnectionInfo:
+        """Our credentials, as the agent uses them (kopf's own login skips exec plugins).
+        kopf logs in again when the last ones are rejected or expire: renew those.
+        When that fails, stop: kopf alone would wait for credentials for ever."""
+        try:
+            identity = await target.credential.identity(rejected=handed[-1] if handed else None)
+        except ConfigError as error:
+            failures.append(error)
+            stop.set()
+            raise kopf.PermanentError(str(error)) from None
+        handed.append(identity)
+        return connection_info(target, identity)
+
+
+def connection_info(target: kube_config.Target, identity: auth.Identity) -> kopf.ConnectionInfo:
+    cluster, user = target.cluster, target.user
+    cert: dict[str, str | bytes | None] = {
+        "certificate_path": user.client_cert,
+        "certificate_data": user.client_cert_data,
+        "private_key_path": user.client_key,
+        "private_key_data": user.client_key_data,
+    }
+    if identity.cert_pem:  # an exec plugin's certificate replaces the kubeconfig's
+        cert = {"certificate_data": identity.cert_pem, "private_key_data": identity.key_pem}
+    return kopf.ConnectionInfo(
+        server=target.server,
+        ca_path=cluster.certificate_auth,
+        ca_data=cluster.certificate_auth_data,
+        insecure=cluster.insecure,
+        scheme="Bearer" if identity.token else None,
+        token=identity.token,
+        default_namespace="default",
+        expiration=identity.expires,
+        **cert,  # type: ignore[arg-type]
+    )
 
 
 if __name__ == "__main__":

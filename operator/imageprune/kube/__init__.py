@@ -1,7 +1,7 @@
-"""A small asyncio Kubernetes API client of our own: kubeconfig and in-cluster
-credentials, get, list, watch (resumed from its resourceVersion, re-listed only after
-410 Gone) and merge-patching /status, over the standard library's streams and ssl.
+"""What is ours around lightkube, the Kubernetes client every front end uses: finding
+and loading the credentials (in-cluster, kubeconfig files merged as kubectl merges them,
+--context), exec credential plugins (v1 and v1beta1, with expiry and client
+certificates, which lightkube lacks), a transport that puts a deadline and a size
+bound on every answer, our CRDs as generic resources, and list-then-watch.
 
-Why not a ready-made client: the node agent's idle budget is 64 MiB, and importing
-kubernetes_asyncio alone costs 72 MiB (aiohttp 34). Knows nothing of imageprune's
-objects, the node engine or the CRI (import-linter contracts enforce that)."""
+Knows nothing of the node engine, the CRI or kopf (import-linter contracts)."""

@@ -1,335 +1,228 @@
-"""HTTP/1.1 to the apiserver over asyncio streams: one connection per request (the
-agent makes a handful per minute, and a fresh connection never carries a stale
-half-closed socket), JSON bodies, chunked watch streams read line by line.
+"""A lightkube AsyncClient on our transport, behind the few calls imageprune makes
+(get, list, create, merge patch, delete, watch), each with a deadline and our errors.
 
-Every call has a deadline; a watch has one per read, longer than the
-timeoutSeconds it asks the server for, so a silent connection is noticed."""
+The transport (an httpx transport: lightkube's public hook for the connection) does
+what lightkube leaves out: it presents our credential on every request and renews it
+once after a 401 (exec plugins, rotated token files); it verifies the apiserver with
+our TLS setup, including a client certificate an exec plugin hands out; it asks watches
+for bookmarks and gives them a read deadline (lightkube gives them none), so that a
+silent connection is noticed; and it bounds every answer."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import ssl
 import tempfile
-import urllib.parse
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import imageprune
-from imageprune.kube.config import Credentials
-from imageprune.kube.errors import ApiError, ConfigError, Gone, Unreachable
+import httpx2
+import lightkube
+from lightkube.config.client_adapter import verify_cluster
+from lightkube.config.kubeconfig import SingleConfig
+from lightkube.config.models import Cluster, Context, User
+from lightkube.types import PatchType
+
+from imageprune.kube.auth import Credential, Identity
+from imageprune.kube.config import Target
+from imageprune.kube.errors import ConfigError, Unreachable, translated
 
 DEFAULT_TIMEOUT = 30.0
-# The agent's objects are small; a bigger answer means something is wrong.
+# Our objects are small; a bigger answer (or watch event) means something is wrong.
 MAX_BODY = 32 * 1024 * 1024
-_READ = 64 * 1024
-_CLOSE_TIMEOUT = 2.0
 
 JsonObject = dict[str, Any]
+T = TypeVar("T")
+Resource = Any  # a lightkube generic resource class (kube.resources)
 
 
 class Client:
-    def __init__(self, credentials: Credentials, *, timeout: float = DEFAULT_TIMEOUT) -> None:
-        self.credentials = credentials
+    def __init__(self, target: Target, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.server = target.server
         self.timeout = timeout
-        self.server = credentials.server
-        self._ssl = ssl_context(credentials) if credentials.tls else None
-
-    # ---- verbs ------------------------------------------------------------------
-
-    async def get(self, path: str) -> JsonObject:
-        return await self._json("GET", path)
-
-    async def list(self, path: str, *, field_selector: str | None = None) -> JsonObject:
-        return await self._json("GET", path, query={"fieldSelector": field_selector})
-
-    async def merge_patch(self, path: str, patch: Mapping[str, object]) -> JsonObject:
-        """A JSON merge patch (RFC 7386): null deletes a field, lists are replaced whole."""
-        return await self._json(
-            "PATCH",
-            path,
-            body=json.dumps(patch).encode(),
-            content_type="application/merge-patch+json",
+        self.transport = Transport(target, timeout=timeout)
+        # Only the server matters: TLS and credentials are the transport's. lightkube
+        # still builds a TLS context of its own, unused; "insecure" spares it loading
+        # the system's CA bundle for nothing (1.4 MiB).
+        unused_tls = Cluster(server=target.server, insecure=True)
+        self._api = lightkube.AsyncClient(
+            SingleConfig("imageprune", Context(cluster="c"), unused_tls, User()),
+            timeout=httpx2.Timeout(timeout),
+            trust_env=False,
+            transport=self.transport,
         )
+
+    async def check(self) -> None:
+        """Obtain the credential once (an exec plugin runs), failing early if it cannot."""
+        await self.transport.credential.identity()
+
+    async def get(self, res: Resource, name: str) -> JsonObject:
+        return dict(await self._call(f"GET {name}", self._api.get(res, name)))
+
+    async def list(
+        self, res: Resource, *, labels: Mapping[str, str] | None = None, fields: str | None = None
+    ) -> tuple[list[JsonObject], str]:
+        """The items and the list's resourceVersion."""
+
+        async def listing() -> tuple[list[JsonObject], str]:
+            selected: dict[str, Any] | None = dict(labels) if labels else None
+            pages = self._api.list(res, labels=selected, fields=_selector(fields))
+            items = [dict(item) async for item in pages]
+            return items, str(pages.resourceVersion)
+
+        return await self._call(f"LIST {_plural(res)}", listing())
+
+    async def create(self, obj: Any) -> JsonObject:
+        return dict(await self._call(f"POST {_plural(type(obj))}", self._api.create(obj)))
+
+    async def merge_patch(
+        self, res: Resource, name: str, patch: Mapping[str, object]
+    ) -> JsonObject:
+        """A JSON merge patch (RFC 7386): null deletes a field, lists are replaced whole."""
+        call = self._api.patch(res, name, dict(patch), patch_type=PatchType.MERGE)
+        return dict(await self._call(f"PATCH {_plural(res)}/{name}", call))
+
+    async def delete(self, res: Resource, name: str) -> None:
+        await self._call(f"DELETE {_plural(res)}/{name}", self._api.delete(res, name))
 
     async def watch(
         self,
-        path: str,
+        res: Resource,
         *,
         resource_version: str,
         timeout_seconds: int,
-        field_selector: str | None = None,
-    ) -> AsyncIterator[JsonObject]:
-        """Watch events ({"type", "object"}) from `resource_version` on, BOOKMARKs
-        included, until the server ends the watch (after about timeout_seconds).
-        Raises Gone when the version is too old, ApiError for other ERROR events."""
-        query = {
-            "watch": "1",
-            "resourceVersion": resource_version,
-            "allowWatchBookmarks": "true",
-            "timeoutSeconds": str(timeout_seconds),
-            "fieldSelector": field_selector,
-        }
-        async with self._open("GET", path, query=query) as response:
-            status, headers, reader = response
-            if status != 200:
-                raise _api_error(status, await _body(reader, headers, self.timeout), path)
-            pending = b""
-            silence = timeout_seconds + self.timeout
-            try:
-                async for chunk in _chunks(reader, headers, read_timeout=silence):
-                    pending += chunk
-                    *lines, pending = pending.split(b"\n")
-                    for line in lines:
-                        if line.strip():
-                            yield _event(line, path)
-            except TimeoutError:
-                raise Unreachable(
-                    f"the watch of {path} at {self.server} stayed silent for {silence:g}s"
-                ) from None
+        fields: str | None = None,
+    ) -> AsyncIterator[tuple[str, JsonObject]]:
+        """(type, object) events from `resource_version` on, BOOKMARKs included; the
+        watch is renewed from its last version each time the server ends it. Raises
+        Gone when the version is too old."""
+        what = f"WATCH {_plural(res)}"
+        events = self._api.watch(
+            res,
+            fields=_selector(fields),
+            resource_version=resource_version,
+            server_timeout=timeout_seconds,
+        )
+        with translated(what, self.server):
+            async with contextlib.aclosing(events):  # type: ignore[type-var]
+                async for kind, obj in events:
+                    yield kind, dict(obj)
 
-    # ---- plumbing ---------------------------------------------------------------
+    async def close(self) -> None:
+        await self._api.close()
 
-    async def _json(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Mapping[str, str | None] | None = None,
-        body: bytes | None = None,
-        content_type: str | None = None,
-    ) -> JsonObject:
+    async def _call(self, what: str, call: Awaitable[T]) -> T:
         try:
-            async with asyncio.timeout(self.timeout):
-                async with self._open(
-                    method, path, query=query, body=body, content_type=content_type
-                ) as (
-                    status,
-                    headers,
-                    reader,
-                ):
-                    payload = await _body(reader, headers, None)
+            with translated(what, self.server):
+                async with asyncio.timeout(self.timeout):
+                    return await call
         except TimeoutError:
             raise Unreachable(
-                f"the apiserver at {self.server} did not answer {method} {path} within "
-                f"{self.timeout:g}s"
+                f"the apiserver at {self.server} did not answer {what} within {self.timeout:g}s"
             ) from None
-        if status >= 400:
-            raise _api_error(status, payload, f"{method} {path}")
-        try:
-            document = json.loads(payload)
-        except ValueError:
-            raise Unreachable(
-                f"the apiserver at {self.server} sent invalid JSON for {path}"
-            ) from None
-        if not isinstance(document, dict):
-            raise Unreachable(f"the apiserver at {self.server} sent a non-object for {path}")
-        return document
-
-    @contextlib.asynccontextmanager
-    async def _open(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Mapping[str, str | None] | None = None,
-        body: bytes | None = None,
-        content_type: str | None = None,
-    ) -> AsyncIterator[tuple[int, dict[str, str], asyncio.StreamReader]]:
-        """Send one request; yield (status, headers, reader) once the headers are in."""
-        c = self.credentials
-        target = path
-        if query:
-            target += "?" + urllib.parse.urlencode(
-                {k: v for k, v in query.items() if v is not None}
-            )
-        writer: asyncio.StreamWriter | None = None
-        try:
-            async with asyncio.timeout(self.timeout):
-                reader, writer = await asyncio.open_connection(
-                    c.host,
-                    c.port,
-                    ssl=self._ssl,
-                    server_hostname=(c.tls_server_name or c.host) if self._ssl else None,
-                    limit=_READ,
-                )
-                writer.write(self._request_head(method, target, body, content_type))
-                if body:
-                    writer.write(body)
-                await writer.drain()
-                status, headers = await _read_head(reader)
-            yield status, headers, reader
-        except TimeoutError:  # before OSError, which it subclasses
-            raise Unreachable(
-                f"the apiserver at {self.server} did not answer {method} {path} within "
-                f"{self.timeout:g}s"
-            ) from None
-        except (OSError, asyncio.IncompleteReadError, ValueError) as err:
-            # ssl.SSLError is an OSError: a certificate problem lands here too.
-            raise Unreachable(
-                f"cannot reach the apiserver at {self.server}: {_describe(err)}"
-            ) from None
-        finally:
-            if writer is not None:
-                writer.close()
-                # TLS says goodbye asynchronously: wait (briefly) so no transport outlives
-                # its request.
-                with contextlib.suppress(OSError, TimeoutError):
-                    await asyncio.wait_for(writer.wait_closed(), _CLOSE_TIMEOUT)
-
-    def _request_head(
-        self, method: str, target: str, body: bytes | None, content_type: str | None
-    ) -> bytes:
-        c = self.credentials
-        lines = [
-            f"{method} {target} HTTP/1.1",
-            f"Host: [{c.host}]:{c.port}" if ":" in c.host else f"Host: {c.host}:{c.port}",
-            f"User-Agent: imageprune/{imageprune.__version__}",
-            "Accept: application/json",
-            "Connection: close",
-        ]
-        token = self._token()
-        if token:
-            lines.append(f"Authorization: Bearer {token}")
-        if body is not None:
-            lines += [f"Content-Type: {content_type}", f"Content-Length: {len(body)}"]
-        return ("\r\n".join(lines) + "\r\n\r\n").encode()
-
-    def _token(self) -> str | None:
-        c = self.credentials
-        if c.token_file is not None:
-            try:
-                return c.token_file.read_text().strip()
-            except OSError as err:
-                raise ConfigError(f"cannot read the token file {c.token_file}: {err}") from None
-        return c.token
 
 
-def ssl_context(c: Credentials) -> ssl.SSLContext:
-    """Verify the apiserver against the configured CA (the system roots when none is
-    set); present the client certificate if there is one."""
+def _selector(fields: str | None) -> dict[str, Any] | None:
+    """lightkube takes selectors as {field: value}; ours are "field=value"."""
+    if fields is None:
+        return None
+    field, _, value = fields.partition("=")
+    return {field: value}
+
+
+def _plural(res: Resource) -> str:
+    return str(res._api_info.plural)
+
+
+class Transport(httpx2.AsyncBaseTransport):
+    def __init__(self, target: Target, *, timeout: float) -> None:
+        self.credential: Credential = target.credential
+        self.timeout = timeout
+        self.tls_server_name = target.tls_server_name
+        self._ssl = ssl_context(target)
+        self._inner = httpx2.AsyncHTTPTransport(verify=self._ssl)
+        self._plugin_cert: bytes | None = None
+
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        watch = request.url.params.get("watch") == "true"
+        if watch:
+            # Bookmarks keep the resume point fresh; the read deadline outlasts the
+            # server's own end of the watch, so only a dead connection trips it.
+            request.url = request.url.copy_merge_params({"allowWatchBookmarks": "true"})
+            seconds = int(request.url.params.get("timeoutSeconds") or 0)
+            request.extensions["timeout"] = {
+                **request.extensions.get("timeout", {}),
+                "read": seconds + self.timeout,
+            }
+        if self.tls_server_name:
+            request.extensions["sni_hostname"] = self.tls_server_name
+        identity = await self.credential.identity()
+        response = await self._send(request, identity)
+        if response.status_code == 401:
+            renewed = await self.credential.identity(rejected=identity)
+            if renewed is not identity:
+                await response.aclose()
+                response = await self._send(request, renewed)
+        if response.status_code >= 400 and "content-type" not in response.headers:
+            response.headers["Content-Type"] = "text/plain"  # lightkube reads it
+        length = response.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_BODY:
+            await response.aclose()
+            raise httpx2.ReadError(f"the answer of {length} bytes exceeds {MAX_BODY}")
+        response.stream = _Bounded(response.stream, per_line=watch)
+        return response
+
+    async def _send(self, request: httpx2.Request, identity: Identity) -> httpx2.Response:
+        if identity.token:
+            request.headers["Authorization"] = f"Bearer {identity.token}"
+        if identity.cert_pem and identity.key_pem and identity.cert_pem != self._plugin_cert:
+            # New connections present it; those still pooled keep the one they had.
+            _load_cert_chain(self._ssl, identity.cert_pem, identity.key_pem)
+            self._plugin_cert = identity.cert_pem
+        return await self._inner.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _Bounded(httpx2.AsyncByteStream):
+    """At most MAX_BODY bytes: in all (an answer) or between two newlines (a watch)."""
+
+    def __init__(self, inner: Any, *, per_line: bool) -> None:
+        self._inner = inner
+        self._per_line = per_line
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        size = 0
+        async for chunk in self._inner:
+            size += len(chunk)
+            if self._per_line and b"\n" in chunk:
+                size = len(chunk) - chunk.rfind(b"\n") - 1  # what the last line has so far
+            if size > MAX_BODY:
+                raise httpx2.ReadError(f"the answer exceeds {MAX_BODY} bytes")
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+def ssl_context(target: Target) -> ssl.SSLContext:
+    """lightkube's: the configured CA (else the system roots), the kubeconfig's client
+    certificate if any."""
     try:
-        if c.ca_file is not None or c.ca_data is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            context.load_verify_locations(
-                cafile=c.ca_file, cadata=c.ca_data.decode() if c.ca_data else None
-            )
-        else:
-            context = ssl.create_default_context()
-        if c.insecure:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        if c.cert_file or c.cert_data:
-            _load_client_cert(context, c)
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"cannot set up TLS from {c.source}: {_describe(err)}") from None
-    return context
+        return verify_cluster(target.cluster, target.user, lambda path: path, trust_env=False)
+    except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+        raise ConfigError(f"cannot set up TLS from {target.source}: {err}") from None
 
 
-def _load_client_cert(context: ssl.SSLContext, c: Credentials) -> None:
-    # ssl only loads certificates from files: inline data goes through a private
-    # temporary directory that is gone before the first connection.
+def _load_cert_chain(context: ssl.SSLContext, cert: bytes, key: bytes) -> None:
+    # ssl loads certificates only from files: they pass through a private temporary
+    # directory that is gone before the first connection.
     with tempfile.TemporaryDirectory(prefix="imageprune-tls-") as tmp:
-        cert, key = c.cert_file, c.key_file
-        if c.cert_data is not None:
-            cert = Path(tmp) / "client.crt"
-            cert.write_bytes(c.cert_data)
-        if c.key_data is not None:
-            key = Path(tmp) / "client.key"
-            key.touch(mode=0o600)
-            key.write_bytes(c.key_data)
-        context.load_cert_chain(cert or "", key)
-
-
-async def _read_head(reader: asyncio.StreamReader) -> tuple[int, dict[str, str]]:
-    status_line = await reader.readline()
-    parts = status_line.decode("latin-1").split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-        raise ValueError(f"not an HTTP response: {status_line[:80]!r}")
-    headers: dict[str, str] = {}
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b"\n"):
-            return int(parts[1]), headers
-        if not line:
-            raise asyncio.IncompleteReadError(line, None)
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
-
-
-async def _chunks(
-    reader: asyncio.StreamReader, headers: Mapping[str, str], *, read_timeout: float | None
-) -> AsyncIterator[bytes]:
-    """The body as it arrives: chunked, sized or up to EOF."""
-
-    async def timed(read: Any) -> bytes:
-        async with asyncio.timeout(read_timeout):
-            data: bytes = await read
-        return data
-
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        while True:
-            size_line = await timed(reader.readline())
-            if not size_line:
-                raise asyncio.IncompleteReadError(b"", None)
-            size = int(size_line.split(b";")[0].strip(), 16)
-            if size == 0:
-                while (await timed(reader.readline())).strip():
-                    pass  # trailers
-                return
-            yield await timed(reader.readexactly(size))
-            await timed(reader.readexactly(2))
-    elif "content-length" in headers:
-        length = int(headers["content-length"])
-        if length > MAX_BODY:
-            raise ValueError(f"response of {length} bytes exceeds {MAX_BODY}")
-        yield await timed(reader.readexactly(length))
-    else:
-        while data := await timed(reader.read(_READ)):
-            yield data
-
-
-async def _body(
-    reader: asyncio.StreamReader, headers: Mapping[str, str], read_timeout: float | None
-) -> bytes:
-    parts = []
-    size = 0
-    async for chunk in _chunks(reader, headers, read_timeout=read_timeout):
-        size += len(chunk)
-        if size > MAX_BODY:
-            raise ValueError(f"response exceeds {MAX_BODY} bytes")
-        parts.append(chunk)
-    return b"".join(parts)
-
-
-def _event(line: bytes, path: str) -> JsonObject:
-    try:
-        event = json.loads(line)
-    except ValueError:
-        raise Unreachable(f"invalid watch event for {path}: {line[:200]!r}") from None
-    if not isinstance(event, dict) or not isinstance(event.get("object"), dict):
-        raise Unreachable(f"invalid watch event for {path}: {line[:200]!r}")
-    if event.get("type") == "ERROR":
-        status = event["object"]
-        raise _api_error(
-            int(status.get("code") or 500), json.dumps(status).encode(), f"watch {path}"
-        )
-    return event
-
-
-def _api_error(status: int, payload: bytes, what: str) -> ApiError:
-    message, reason = "", ""
-    with contextlib.suppress(ValueError, AttributeError):
-        document = json.loads(payload)
-        message, reason = str(document.get("message", "")), str(document.get("reason", ""))
-    text = f"{what}: HTTP {status} {reason}: {message or payload[:300].decode(errors='replace')}"
-    kind = Gone if status == 410 else ApiError
-    return kind(text, status=status, reason=reason)
-
-
-def _describe(err: BaseException) -> str:
-    if isinstance(err, asyncio.IncompleteReadError):
-        return "the connection closed mid-answer"
-    return str(err) or type(err).__name__
+        cert_path, key_path = Path(tmp) / "client.crt", Path(tmp) / "client.key"
+        cert_path.write_bytes(cert)
+        key_path.touch(mode=0o600)
+        key_path.write_bytes(key)
+        context.load_cert_chain(cert_path, key_path)

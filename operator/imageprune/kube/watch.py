@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from imageprune.kube.backoff import Backoff
-from imageprune.kube.client import Client
+from imageprune.kube.client import Client, Resource
 from imageprune.kube.errors import ApiError, Gone, KubeError
 
 log = logging.getLogger("imageprune.kube.watch")
@@ -43,14 +43,15 @@ class Watcher:
     def __init__(
         self,
         client: Client,
-        path: str,
+        res: Resource,
         *,
         field_selector: str | None = None,
         backoff: Backoff | None = None,
         min_watch_seconds: int = MIN_WATCH_SECONDS,
     ) -> None:
         self.client = client
-        self.path = path
+        self.res = res
+        self.path = f"/apis/{res._api_info.resource.api_version}/{res._api_info.plural}"
         self.field_selector = field_selector
         self.backoff = backoff or Backoff()
         self.min_watch_seconds = min_watch_seconds
@@ -63,21 +64,20 @@ class Watcher:
             try:
                 if self.resource_version is None:
                     yield await self._list()
-                async for event in self.client.watch(
-                    self.path,
+                # The client renews the watch from its last version whenever the
+                # server ends it (after about timeoutSeconds).
+                async for kind, obj in self.client.watch(
+                    self.res,
                     resource_version=self.resource_version or "",
                     timeout_seconds=self._watch_seconds(),
-                    field_selector=self.field_selector,
+                    fields=self.field_selector,
                 ):
                     self._contact()
-                    obj = event["object"]
-                    self.resource_version = obj.get("metadata", {}).get(
+                    self.resource_version = (obj.get("metadata") or {}).get(
                         "resourceVersion", self.resource_version
                     )
-                    if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                        yield Changed(str(event["type"]), obj)
-                # The server ended the watch at timeoutSeconds: resume where it stopped.
-                self._contact()
+                    if kind in ("ADDED", "MODIFIED", "DELETED"):
+                        yield Changed(kind, obj)
             except Gone:
                 log.info(
                     "watch of %s: resourceVersion %s is gone (410), listing again",
@@ -89,16 +89,15 @@ class Watcher:
                 await self._wait_after(err)
 
     async def _list(self) -> Listed:
-        listing = await self.client.list(self.path, field_selector=self.field_selector)
+        items, self.resource_version = await self.client.list(self.res, fields=self.field_selector)
         self._contact()
-        self.resource_version = str(listing.get("metadata", {}).get("resourceVersion", ""))
         log.info(
             "listed %s: %d objects at resourceVersion %s",
             self.path,
-            len(listing.get("items") or ()),
+            len(items),
             self.resource_version,
         )
-        return Listed(tuple(listing.get("items") or ()))
+        return Listed(tuple(items))
 
     def _contact(self) -> None:
         self.last_contact = time.monotonic()

@@ -1,0 +1,203 @@
+"""Exec credential plugins (`users[].user.exec` in a kubeconfig), as kubectl runs them:
+how EKS (`aws eks get-token`), GKE (`gke-gcloud-auth-plugin`) and AKS (`kubelogin`)
+are reached. lightkube's own speaks only v1beta1 and reads only the token; this one
+speaks client.authentication.k8s.io/v1 and v1beta1, passes KUBERNETES_EXEC_INFO,
+keeps the credential until its expirationTimestamp, and accepts a client certificate.
+
+The plugin is someone else's program: it gets a deadline, its output is bounded, and
+every failure is a ConfigError that names the command."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import json
+import os
+import signal
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from lightkube.config.models import UserExec
+
+from imageprune.kube.auth import Identity
+from imageprune.kube.errors import ConfigError
+
+API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
+TIMEOUT = 60.0  # cloud CLIs may need a few network round trips
+_OUTPUT_LIMIT = 1024 * 1024
+_REAP_TIMEOUT = 5.0
+# Renew this long before the expiry, so that no request carries a token that expires
+# on the way.
+_MARGIN = datetime.timedelta(seconds=10)
+
+
+def anchored(raw: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """A command given as a relative path is relative to its kubeconfig's folder (as
+    kubectl resolves it); a bare name is looked up in PATH."""
+    fixed = dict(raw)
+    command = fixed.get("command")
+    if isinstance(command, str) and os.sep in command and not os.path.isabs(command):
+        fixed["command"] = str(base / command)
+    return fixed
+
+
+def cluster_info(cluster: Mapping[str, Any]) -> dict[str, Any]:
+    """spec.cluster of KUBERNETES_EXEC_INFO, for a plugin with provideClusterInfo."""
+    keys = {
+        "server": "server",
+        "certificate-authority-data": "certificateAuthorityData",
+        "insecure-skip-tls-verify": "insecureSkipTlsVerify",
+    }
+    return {ours: cluster[theirs] for theirs, ours in keys.items() if theirs in cluster}
+
+
+class _Status(msgspec.Struct):
+    token: str | None = None
+    clientCertificateData: str | None = None
+    clientKeyData: str | None = None
+    expirationTimestamp: datetime.datetime | None = None
+
+
+class _ExecCredential(msgspec.Struct):
+    apiVersion: str
+    kind: str
+    status: _Status
+
+
+class ExecPlugin:
+    def __init__(
+        self,
+        config: UserExec,
+        *,
+        cluster: Mapping[str, Any] | None = None,
+        timeout: float = TIMEOUT,
+        now: Callable[[], datetime.datetime] = lambda: datetime.datetime.now(datetime.UTC),
+    ) -> None:
+        if config.apiVersion not in API_VERSIONS:
+            raise ConfigError(
+                f"exec credential plugin {config.command!r}: apiVersion {config.apiVersion!r}"
+                f" is not supported, only {' and '.join(API_VERSIONS)}"
+            )
+        self.config = config
+        self.cluster = cluster  # given to the plugin when the kubeconfig asks to
+        self.timeout = timeout
+        self._now = now
+        self._cached: Identity | None = None
+        self._lock: asyncio.Lock | None = None
+        self.runs = 0  # how often the plugin ran (logged, and tested)
+
+    async def identity(self, *, rejected: Identity | None = None) -> Identity:
+        # One run at a time: concurrent requests wait for it and share its answer.
+        self._lock = self._lock or asyncio.Lock()
+        async with self._lock:
+            cached = self._cached
+            if cached is not None and cached is not rejected and not self._expired(cached):
+                return cached
+            self._cached = await self._run()
+            return self._cached
+
+    def _expired(self, identity: Identity) -> bool:
+        return identity.expires is not None and identity.expires - _MARGIN <= self._now()
+
+    def _name(self) -> str:
+        return f"exec credential plugin {' '.join([self.config.command, *self.args])!r}"
+
+    @property
+    def args(self) -> list[str]:
+        return self.config.args or []
+
+    async def _run(self) -> Identity:
+        c = self.config
+        self.runs += 1
+        spec: dict[str, object] = {"interactive": False}
+        if self.cluster is not None:
+            spec["cluster"] = self.cluster
+        info = {"apiVersion": c.apiVersion, "kind": "ExecCredential", "spec": spec}
+        env = {**os.environ, **{e.name: e.value for e in c.env or ()}}
+        env["KUBERNETES_EXEC_INFO"] = json.dumps(info)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                c.command,
+                *self.args,
+                env=env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                start_new_session=True,
+            )
+        except OSError as err:
+            hint = f" ({c.installHint.strip()})" if c.installHint and c.installHint.strip() else ""
+            raise ConfigError(
+                f"{self._name()} cannot be run: {err.strerror or err}{hint}"
+            ) from None
+        try:
+            async with asyncio.timeout(self.timeout):
+                assert process.stdout is not None
+                assert process.stderr is not None
+                out, said = await asyncio.gather(
+                    _drain(process.stdout, lambda: _kill(process)),
+                    _drain(process.stderr, lambda: _kill(process)),
+                )
+                code = await process.wait()
+        except TimeoutError:
+            raise ConfigError(f"{self._name()} did not finish within {self.timeout:g}s") from None
+        finally:
+            if process.returncode is None:  # timed out or cancelled
+                _kill(process)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(process.wait(), _REAP_TIMEOUT)
+        if max(len(out), len(said)) > _OUTPUT_LIMIT:
+            raise ConfigError(f"{self._name()} printed more than {_OUTPUT_LIMIT // 1024} KiB")
+        if code != 0:
+            tail = said.decode(errors="replace").strip()[-2000:]
+            raise ConfigError(
+                f"{self._name()} failed with exit code {code}: {tail or '(no output)'}"
+            )
+        return self._credential(out)
+
+    def _credential(self, out: bytes) -> Identity:
+        def bad(why: str) -> ConfigError:
+            return ConfigError(f"{self._name()} did not print a usable ExecCredential: {why}")
+
+        try:
+            credential = msgspec.json.decode(out, type=_ExecCredential)
+        except msgspec.DecodeError as err:  # not JSON, or a field of the wrong type
+            raise bad(f"{err}: {out[:200]!r}") from None
+        status, version = credential.status, self.config.apiVersion
+        if credential.kind != "ExecCredential" or credential.apiVersion != version:
+            raise bad(
+                f"{credential.apiVersion} {credential.kind}, expected {version} ExecCredential"
+            )
+        cert, key = status.clientCertificateData, status.clientKeyData
+        if bool(cert) != bool(key):
+            raise bad("a client certificate needs its key and a key its certificate")
+        if not status.token and not cert:
+            raise bad("neither status.token nor status.clientCertificateData")
+        expires = status.expirationTimestamp
+        return Identity(
+            token=status.token or None,
+            cert_pem=cert.encode() if cert else None,
+            key_pem=key.encode() if key else None,
+            expires=expires.replace(tzinfo=expires.tzinfo or datetime.UTC) if expires else None,
+        )
+
+
+async def _drain(stream: asyncio.StreamReader, overflow: Callable[[], None]) -> bytes:
+    """Everything up to EOF, keeping a bit more than the limit; past it, `overflow`
+    (which ends the plugin) is called once, and the rest is read only to be dropped."""
+    kept = b""
+    while chunk := await stream.read(64 * 1024):
+        if len(kept) <= _OUTPUT_LIMIT:
+            kept += chunk
+            if len(kept) > _OUTPUT_LIMIT:
+                overflow()
+    return kept
+
+
+def _kill(process: asyncio.subprocess.Process) -> None:
+    # The whole group: a child of the plugin may hold its output open.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
