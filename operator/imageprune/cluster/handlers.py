@@ -8,17 +8,20 @@ docs/operator.md). Tasks are read through an index and on.event only."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import datetime
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 import kopf
 
 from imageprune.api import names
 from imageprune.api.policy import Trigger
-from imageprune.cluster import aggregate, kubeapi, metrics, observed, reconcile, standing
+from imageprune.cluster import agents, aggregate, kubeapi, metrics, observed, reconcile, standing
+from imageprune.kube import resources, watch
 from imageprune.kube.client import Client as KubeClient
 from imageprune.kube.config import Target
 
@@ -27,9 +30,18 @@ _TASKS = (names.GROUP, names.VERSION, names.TASK_PLURAL)
 
 
 @dataclasses.dataclass(frozen=True)
+class AgentSelector:
+    """Where the agent DaemonSet's pods are: a node without a Ready one is skipped."""
+
+    namespace: str
+    labels: Mapping[str, str]
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     target: Target  # the apiserver and our credentials (kopf logs in with the same)
     interval: float = 10.0  # seconds between two passes over a policy (its timer)
+    agents: AgentSelector | None = None  # None: agents are not pods (tests, by hand)
 
 
 class _Operator:
@@ -39,6 +51,53 @@ class _Operator:
         self.client: kubeapi.Client | None = None
         self.policies: dict[str, reconcile.PolicyMemory] = {}
         self.disk_runs: dict[str, str] = {}  # task name -> the disk-pressure run reported
+        self.agents = agents.AgentPods()
+        self.agent_watch: asyncio.Task[None] | None = None
+
+    async def report_disk_run(self, type: str | None, body: kopf.Body) -> None:
+        """Report a node's own disk-pressure run on its policy (once per run)."""
+        view = observed.task_view(body)
+        if view is None or type == "DELETED":
+            self.disk_runs.pop(body.metadata.name or "", None)
+            return
+        disk_run = view.status_trigger == Trigger.DISK_PRESSURE and view.completed
+        if not disk_run or self.disk_runs.get(view.name) == view.status_run_id:
+            return
+        self.disk_runs[view.name] = view.status_run_id or ""
+        if type is None:
+            return  # listed at startup: reported before, by the previous process
+        what = "would remove" if view.dry_run else "removed"
+        message = (
+            f"node {view.node} ran a disk-pressure run ({view.status_run_id}): {what}"
+            f" {view.removed_images} images ({view.removed_bytes} bytes)"
+        )
+        owner = _owner(body)
+        if owner is not None:
+            await self.api().post_event(
+                involved=owner, warning=False, reason="DiskPressureRun", message=message
+            )
+        if not view.dry_run:
+            metrics.disk_pressure_run(
+                view.policy, images=view.removed_images, reclaimed=view.removed_bytes
+            )
+
+    def start(self, config: Config, logger: kubeapi.Logger) -> None:
+        kube = KubeClient(config.target)
+        self.client = kubeapi.Client(kube, logger)
+        if config.agents is not None:
+            self.agent_watch = asyncio.create_task(_follow(kube, config.agents, self.agents))
+
+    def unable(
+        self, nodes: Iterable[str], not_ready: Collection[str]
+    ) -> dict[str, standing.Unable]:
+        working = self.agents.working() if self.agents.synced else None
+        return standing.unable(nodes, not_ready=not_ready, working=working)
+
+    async def stop_agent_watch(self) -> None:
+        if self.agent_watch is not None:
+            self.agent_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.agent_watch
 
     def api(self) -> kubeapi.Client:
         if self.client is None:
@@ -66,7 +125,11 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
 
     @kopf.on.startup(id="client", registry=registry)
     def startup(logger: kubeapi.Logger, **_: Any) -> None:
-        state.client = kubeapi.Client(KubeClient(config.target), logger)
+        state.start(config, logger)
+
+    @kopf.on.cleanup(id="agents", registry=registry)
+    async def cleanup(**_: Any) -> None:
+        await state.stop_agent_watch()
 
     # kopf passes each index to handlers as a keyword named after its id.
     @kopf.index("nodes", id="node_labels", registry=registry)
@@ -92,31 +155,7 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
 
     @kopf.on.event(*_TASKS, id="task", registry=registry)
     async def task_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        """Report a node's own disk-pressure run on its policy (once per run)."""
-        view = observed.task_view(body)
-        if view is None or type == "DELETED":
-            state.disk_runs.pop(body.metadata.name or "", None)
-            return
-        disk_run = view.status_trigger == Trigger.DISK_PRESSURE and view.completed
-        if not disk_run or state.disk_runs.get(view.name) == view.status_run_id:
-            return
-        state.disk_runs[view.name] = view.status_run_id or ""
-        if type is None:
-            return  # listed at startup: reported before, by the previous process
-        what = "would remove" if view.dry_run else "removed"
-        message = (
-            f"node {view.node} ran a disk-pressure run ({view.status_run_id}): {what}"
-            f" {view.removed_images} images ({view.removed_bytes} bytes)"
-        )
-        owner = _owner(body)
-        if owner is not None:
-            await state.api().post_event(
-                involved=owner, warning=False, reason="DiskPressureRun", message=message
-            )
-        if not view.dry_run:
-            metrics.disk_pressure_run(
-                view.policy, images=view.removed_images, reclaimed=view.removed_bytes
-            )
+        await state.report_disk_run(type, body)
 
     async def run_pass(body: kopf.Body, logger: kubeapi.Logger, kwargs: Mapping[str, Any]) -> None:
         nodes: kopf.Index[str, dict[str, str]] = kwargs["node_labels"]
@@ -150,7 +189,7 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
             ),
             nodes={node: labels for node, store in nodes.items() for labels in store},
             tasks=tasks.get(name, ()),
-            unable=dict.fromkeys(not_ready, standing.Unable.NODE_NOT_READY),
+            unable=state.unable(nodes, not_ready),
             memory=memory,
             client=client,
             announce=announce,
@@ -181,6 +220,17 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
         logger.info("deleted the %d tasks of policy %s", deleted, name)
         state.policies.pop(body.metadata.uid or "", None)
         metrics.forget(name)
+
+
+async def _follow(kube: KubeClient, selector: AgentSelector, pods: agents.AgentPods) -> None:
+    watcher = watch.Watcher(
+        kube, resources.Pod, namespace=selector.namespace, labels=selector.labels
+    )
+    async for event in watcher.events():
+        if isinstance(event, watch.Listed):
+            pods.replace(event.items)
+        else:
+            pods.update(event.type, event.object)
 
 
 def _owner(body: kopf.Body) -> dict[str, str] | None:

@@ -75,12 +75,40 @@ def build_parser() -> argparse.ArgumentParser:
         default=handlers.Config.interval,
         help="seconds between two passes over each policy (default %(default)s)",
     )
+    parser.add_argument(
+        "--agent-namespace",
+        metavar="NAMESPACE",
+        help="the namespace of the agent DaemonSet's pods: a matched node with no Ready "
+        "agent pod is skipped (AgentNotRunning) instead of stalling a run. Needs "
+        "--agent-selector; the Helm chart sets both (default: off, every node is "
+        "assumed to have an agent)",
+    )
+    parser.add_argument(
+        "--agent-selector",
+        type=_labels,
+        metavar="KEY=VALUE,...",
+        help="the labels of the agent pods, e.g. app.kubernetes.io/component=agent",
+    )
     return parser
 
 
+def _labels(text: str) -> dict[str, str]:
+    """An equality label selector: 'a=b,c=d'."""
+    labels = {}
+    for part in text.split(","):
+        key, equals, value = part.partition("=")
+        if not equals or not key.strip():
+            raise argparse.ArgumentTypeError(f"{part!r} is not KEY=VALUE (got {text!r})")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
+        if (args.agent_namespace is None) != (args.agent_selector is None):
+            parser.error("--agent-namespace and --agent-selector go together")
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
     try:
@@ -95,7 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     logging.getLogger("kopf.objects").addFilter(_quiet_successes)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, handlers.Config(interval=args.interval, target=target))
+    agents = (
+        handlers.AgentSelector(args.agent_namespace, args.agent_selector)
+        if args.agent_namespace is not None
+        else None
+    )
+    handlers.register(
+        registry, handlers.Config(interval=args.interval, target=target, agents=agents)
+    )
     failures: list[ConfigError] = []
     stop = threading.Event()
     _register_login(registry, target, failures, stop)

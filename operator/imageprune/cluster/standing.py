@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+from collections.abc import Collection, Iterable
 
 from imageprune.cluster import observed
 from imageprune.policy import durations
@@ -25,6 +26,21 @@ _WHY = {
     Unable.NODE_NOT_READY: "the node is NotReady",
     Unable.AGENT_NOT_RUNNING: "no working imageprune agent on the node",
 }
+
+
+def unable(
+    nodes: Iterable[str], *, not_ready: Collection[str], working: Collection[str] | None
+) -> dict[str, Unable]:
+    """The nodes that cannot run now, and why. `working`: the nodes with a working
+    agent, or None when that is not known (no agent watch, or no complete listing yet):
+    then no node is held to lack one."""
+    found = {}
+    for node in nodes:
+        if node in not_ready:
+            found[node] = Unable.NODE_NOT_READY
+        elif working is not None and node not in working:
+            found[node] = Unable.AGENT_NOT_RUNNING
+    return found
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

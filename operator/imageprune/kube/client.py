@@ -62,13 +62,20 @@ class Client:
         return dict(await self._call(f"GET {name}", self._api.get(res, name)))
 
     async def list(
-        self, res: Resource, *, labels: Mapping[str, str] | None = None, fields: str | None = None
+        self,
+        res: Resource,
+        *,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        fields: str | None = None,
     ) -> tuple[list[JsonObject], str]:
         """The items and the list's resourceVersion."""
 
         async def listing() -> tuple[list[JsonObject], str]:
             selected: dict[str, Any] | None = dict(labels) if labels else None
-            pages = self._api.list(res, labels=selected, fields=_selector(fields))
+            pages = self._api.list(
+                res, namespace=namespace, labels=selected, fields=_selector(fields)
+            )
             items = [dict(item) async for item in pages]
             return items, str(pages.resourceVersion)
 
@@ -93,6 +100,8 @@ class Client:
         *,
         resource_version: str,
         timeout_seconds: int,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
         fields: str | None = None,
     ) -> AsyncIterator[tuple[str, JsonObject]]:
         """(type, object) events from `resource_version` on, BOOKMARKs included; the
@@ -101,6 +110,8 @@ class Client:
         what = f"WATCH {_plural(res)}"
         events = self._api.watch(
             res,
+            namespace=namespace,
+            labels=dict(labels) if labels else None,
             fields=_selector(fields),
             resource_version=resource_version,
             server_timeout=timeout_seconds,

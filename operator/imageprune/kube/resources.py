@@ -10,3 +10,4 @@ from imageprune.api import names
 Task = create_global_resource(names.GROUP, names.VERSION, names.TASK_KIND, names.TASK_PLURAL)
 Policy = create_global_resource(names.GROUP, names.VERSION, names.POLICY_KIND, names.POLICY_PLURAL)
 Event = create_namespaced_resource("", "v1", "Event", "events")
+Pod = create_namespaced_resource("", "v1", "Pod", "pods")  # the operator reads agent pods

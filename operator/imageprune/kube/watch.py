@@ -45,6 +45,8 @@ class Watcher:
         client: Client,
         res: Resource,
         *,
+        namespace: str | None = None,
+        labels: Mapping[str, str] | None = None,
         field_selector: str | None = None,
         backoff: Backoff | None = None,
         min_watch_seconds: int = MIN_WATCH_SECONDS,
@@ -52,6 +54,8 @@ class Watcher:
         self.client = client
         self.res = res
         self.path = f"/apis/{res._api_info.resource.api_version}/{res._api_info.plural}"
+        self.namespace = namespace
+        self.labels = labels
         self.field_selector = field_selector
         self.backoff = backoff or Backoff()
         self.min_watch_seconds = min_watch_seconds
@@ -70,6 +74,8 @@ class Watcher:
                     self.res,
                     resource_version=self.resource_version or "",
                     timeout_seconds=self._watch_seconds(),
+                    namespace=self.namespace,
+                    labels=self.labels,
                     fields=self.field_selector,
                 ):
                     self._contact()
@@ -89,7 +95,9 @@ class Watcher:
                 await self._wait_after(err)
 
     async def _list(self) -> Listed:
-        items, self.resource_version = await self.client.list(self.res, fields=self.field_selector)
+        items, self.resource_version = await self.client.list(
+            self.res, namespace=self.namespace, labels=self.labels, fields=self.field_selector
+        )
         self._contact()
         log.info(
             "listed %s: %d objects at resourceVersion %s",
