@@ -78,6 +78,8 @@ def test_an_unknown_context_exits_2_naming_it(
         ("--health-port", "x", "must be a port"),
         ("--log-format", "yaml", "invalid choice"),
         ("--interval", "0", "must be 0.1 to 3600 seconds"),
+        ("--agent-selector", "app", "'app' is not KEY=VALUE"),
+        ("--agent-selector", "=agent", "'=agent' is not KEY=VALUE"),
     ],
 )
 def test_bad_flags_exit_2_naming_the_flag(
@@ -94,3 +96,13 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "--kubeconfig" in out
     assert "Recreate" in out
+
+
+@pytest.mark.parametrize(
+    "given", [["--agent-namespace", "imageprune"], ["--agent-selector", "a=b"]]
+)
+def test_the_agent_namespace_and_selector_go_together(
+    capsys: pytest.CaptureFixture[str], given: list[str]
+) -> None:
+    assert main.main(given) == 2
+    assert "--agent-namespace and --agent-selector go together" in capsys.readouterr().err
