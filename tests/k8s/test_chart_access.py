@@ -45,6 +45,8 @@ OPERATOR_MAY = [
     ("watch", "nodes", ""),
     ("create", "events", "default"),
     ("create", "events", NAMESPACE),
+    ("list", "pods", NAMESPACE),
+    ("watch", "pods", NAMESPACE),
 ]
 OPERATOR_MAY_NOT = [
     ("patch", "imageprunetasks/status", ""),
@@ -59,6 +61,9 @@ OPERATOR_MAY_NOT = [
     ("list", "secrets", ""),
     ("create", "pods", NAMESPACE),
     ("delete", "pods", NAMESPACE),
+    ("get", "pods", NAMESPACE),
+    ("list", "pods", ""),
+    ("list", "pods", "default"),
     ("create", "clusterrolebindings", ""),
     ("create", "rolebindings", NAMESPACE),
     ("patch", "clusterroles", ""),

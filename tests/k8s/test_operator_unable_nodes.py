@@ -1,8 +1,12 @@
 """Nodes that cannot run never stall a run, against a real kube-apiserver: a NotReady
-node is skipped at once (counted, named, announced, no wave place, no failure budget),
-a node that becomes Ready mid-run joins it, and an agent that started a run and went
-silent fails its node after rollout.nodeTimeout. The test plays the agents by patching
-task /status as docs/protocol.md says."""
+node, or one without a Ready agent pod, is skipped at once (counted, named, announced, no
+wave place, no failure budget); a node that can run again mid-run joins it; and an agent
+that started a run and went silent fails its node after rollout.nodeTimeout.
+
+The operator runs as the chart runs it, watching the agent pods by namespace and labels.
+No kubelet runs here: each agent is a Pod object bound to its node whose Ready condition
+the test sets, and the test plays the agents by patching task /status as
+docs/protocol.md says."""
 
 from __future__ import annotations
 
@@ -20,6 +24,10 @@ from testkit.kube import ControlPlane
 pytestmark = pytest.mark.k8s
 
 
+AGENTS = "imageprune-agents"
+AGENT_LABELS = {"app.kubernetes.io/name": "imageprune", "app.kubernetes.io/component": "agent"}
+
+
 @pytest.fixture(scope="module")
 def plane(
     kube_control_plane: ControlPlane,
@@ -27,12 +35,41 @@ def plane(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[ControlPlane]:
     workdir = tmp_path_factory.mktemp("operator")
+    kube_control_plane.kubectl("create", "namespace", AGENTS)
+    selector = ",".join(f"{k}={v}" for k, v in AGENT_LABELS.items())
+    agents = (f"--agent-namespace={AGENTS}", f"--agent-selector={selector}")
     try:
-        with cluster.operator(kube_control_plane, workdir, interval=1.0) as process:
+        with cluster.operator(
+            kube_control_plane, workdir, interval=1.0, extra_args=agents
+        ) as process:
             yield kube_control_plane
             assert process.alive(), process.log_tail()
     finally:
         cluster.delete_nodes(kube_control_plane)
+        kube_control_plane.kubectl("delete", "namespace", AGENTS, "--wait=false")
+
+
+def _agent_pod(plane: ControlPlane, node: str, *, ready: bool = True) -> None:
+    """The agent DaemonSet's pod on `node`, as the kubelet would report it."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": f"agent-{node}", "namespace": AGENTS, "labels": AGENT_LABELS},
+        "spec": {"nodeName": node, "containers": [{"name": "agent", "image": "imageprune"}]},
+    }
+    plane.kubectl("apply", "-f", "-", stdin=json.dumps(pod))
+    now = cluster.now_rfc3339()
+    condition = {"type": "Ready", "status": str(ready), "lastTransitionTime": now}
+    plane.kubectl(
+        "patch",
+        "pod",
+        f"agent-{node}",
+        f"--namespace={AGENTS}",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"phase": "Running", "conditions": [condition]}}),
+    )
 
 
 def _set_ready(plane: ControlPlane, node: str, ready: bool) -> None:
@@ -56,11 +93,13 @@ def _set_ready(plane: ControlPlane, node: str, ready: bool) -> None:
     )
 
 
-def _nodes(plane: ControlPlane, group: str, count: int) -> list[str]:
+def _nodes(plane: ControlPlane, group: str, count: int, *, agents: bool = True) -> list[str]:
     created = [f"{group}-{i}" for i in range(count)]
     for name in created:
         cluster.create_node(plane, name, {"test": group})
         _set_ready(plane, name, ready=True)
+        if agents:
+            _agent_pod(plane, name)
     return created
 
 
@@ -180,3 +219,37 @@ def test_an_agent_silent_past_the_node_timeout_fails_its_node(plane: ControlPlan
     assert status["failedNodes"][0]["node"] == silent
     assert status["failedNodes"][0]["reason"] == "NodeTimeout"
     assert "rollout.nodeTimeout (1m)" in status["failedNodes"][0]["message"]
+
+
+def test_a_node_without_a_working_agent_is_skipped_and_joins_once_its_agent_works(
+    plane: ControlPlane,
+) -> None:
+    virtual, crashing, healthy = _nodes(plane, "agentless", 3, agents=False)
+    _agent_pod(plane, crashing, ready=False)  # CrashLoopBackOff: never Ready
+    _agent_pod(plane, healthy)
+    run = _policy(plane, "agentless")
+
+    # maxConcurrentNodes 1: neither agentless node, both first in order, holds the wave.
+    task = _released_task(plane, "agentless", healthy, run)
+    cluster.agent_starts(plane, task)
+    status = cluster.wait_for(
+        "both counted as skipped",
+        lambda: (s := cluster.status(plane, "agentless"))["run"]["nodes"].get("skipped") == 2 and s,
+    )
+    assert {(n["node"], n["reason"]) for n in status["skippedNodes"]} == {
+        (virtual, "AgentNotRunning"),
+        (crashing, "AgentNotRunning"),
+    }
+    # The crashing agent recovers mid-run: its node joins the run.
+    _agent_pod(plane, crashing)
+    cluster.wait_for(
+        "the recovered node counted as pending",
+        lambda: cluster.status(plane, "agentless")["run"]["nodes"].get("skipped") == 1,
+    )
+    cluster.agent_finishes(plane, task)
+    _run_to_the_end(plane, "agentless", crashing, run)
+    status = _completed(plane, "agentless")
+    assert (status["run"]["nodes"]["succeeded"], status["run"]["nodes"]["skipped"]) == (2, 1)
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["message"].endswith(f"1 skipped (no agent: {virtual})")
+    assert any(virtual in m for m in _event_messages(plane, "agentless", "NodeSkipped"))

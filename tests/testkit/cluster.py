@@ -9,7 +9,7 @@ import datetime
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -224,6 +224,7 @@ class OperatorProcess:
         *,
         interval: float,
         kubeconfig: Path | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         self.metrics_port, self.health_port = kube.free_ports(2)
         argv = [
@@ -235,6 +236,7 @@ class OperatorProcess:
             f"--health-port={self.health_port}",
             f"--interval={interval}",
             "--log-format=json",
+            *extra_args,
         ]
         self._argv, self._workdir, self._starts = argv, workdir, 0
         self._process = self._spawn()
@@ -269,10 +271,13 @@ def operator(
     *,
     interval: float = 1.0,
     kubeconfig: Path | None = None,
+    extra_args: Sequence[str] = (),
 ) -> Iterator[OperatorProcess]:
     """The operator for the block; on the way out every policy is deleted while it still
     runs, since only the operator removes their finalizers (then the CRDs can go)."""
-    process = OperatorProcess(plane, workdir, interval=interval, kubeconfig=kubeconfig)
+    process = OperatorProcess(
+        plane, workdir, interval=interval, kubeconfig=kubeconfig, extra_args=extra_args
+    )
     try:
         yield process
         plane.kubectl(

@@ -124,7 +124,8 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
     state = _Operator()
 
     @kopf.on.startup(id="client", registry=registry)
-    def startup(logger: kubeapi.Logger, **_: Any) -> None:
+    async def startup(logger: kubeapi.Logger, **_: Any) -> None:
+        # async: kopf runs a sync handler in a thread, where no event loop takes tasks.
         state.start(config, logger)
 
     @kopf.on.cleanup(id="agents", registry=registry)
