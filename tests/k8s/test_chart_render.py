@@ -199,6 +199,7 @@ def test_rbac_is_exactly_the_documented_rules(helm: chart.Helm) -> None:
         ("default", "imageprune-operator-events"): events,
         ("ops", "imageprune-operator-events"): events,
         ("default", "imageprune-agent-events"): events,
+        ("ops", "imageprune-operator-agent-pods"): [_rule("", "pods", "list watch")],
     }
 
 
