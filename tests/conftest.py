@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
+from testkit import binaries, chart, crds
 from testkit import containerd as containerd_kit
-from testkit import crds
 from testkit.kube import ControlPlane, kube_control_plane
 
 __all__ = ["imageprune_crds", "kube_control_plane"]
@@ -33,6 +34,23 @@ def imageprune_crds(kube_control_plane: ControlPlane) -> Iterator[list[str]]:
     """The chart's CRDs (charts/imageprune/crds), installed for one test module."""
     with crds.installed(kube_control_plane) as names:
         yield names
+
+
+@pytest.fixture(scope="session")
+def helm_binary() -> Path:
+    return binaries.require_binary("helm")
+
+
+@pytest.fixture(scope="session")
+def helm(helm_binary: Path, tmp_path_factory: pytest.TempPathFactory) -> chart.Helm:
+    """helm for what needs no cluster: template, lint."""
+    return chart.Helm(helm_binary, tmp_path_factory.mktemp("helm"))
+
+
+@pytest.fixture(scope="session")
+def cluster_helm(helm_binary: Path, kube_control_plane: ControlPlane) -> chart.Helm:
+    """helm against the test control plane, as its admin."""
+    return chart.Helm(helm_binary, kube_control_plane.workdir, kube_control_plane.kubeconfig_path)
 
 
 _KINDS = frozenset({"unit", "cri", "k8s", "e2e"})

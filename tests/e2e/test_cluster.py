@@ -1,7 +1,9 @@
-"""The whole cluster half, end to end: a real kube-apiserver with the chart's CRDs,
-three Node objects each backed by its own real containerd and its own `imageprune agent`
-process, and `imageprune operator` as a process. Policies go in with `kubectl apply -f`,
-as a user applies them.
+"""The whole cluster half, end to end: a real kube-apiserver with the chart installed by
+`helm install` (CRDs, RBAC, admission policies), three Node objects each backed by its own
+real containerd and its own `imageprune agent` process, and `imageprune operator` as a
+process. The operator and the agents log in as the chart's service accounts, with
+TokenRequest tokens (each agent's bound to its Node, as a pod's is), not as admin.
+Policies go in with `kubectl apply -f`, as a user applies them.
 
 The tests run in file order and share the cluster: each one builds on what the previous
 left (dry run, then enforce, then a relabelled node, then a failing one, then delete)."""
@@ -19,8 +21,8 @@ import pytest
 import yaml
 
 from imageprune.api import names
+from testkit import chart, oci
 from testkit import cluster as cluster_kit
-from testkit import oci
 from testkit.agent import AgentProcess
 from testkit.containerd import SANDBOX_IMAGE, ContainerdNode, running
 from testkit.kube import ControlPlane
@@ -127,15 +129,27 @@ def _populate(runtime: ContainerdNode) -> dict[str, str]:
     return ids
 
 
+RELEASE = NAMESPACE = "imageprune"
+
+
+def _login(plane: ControlPlane, account: str, *, node: str | None = None) -> Path:
+    """A kubeconfig with a TokenRequest token of the chart's service account `account`."""
+    token = chart.service_account_token(plane, NAMESPACE, account, node=node)
+    return chart.token_kubeconfig(plane, f"e2e-{account}-{node or 'cluster'}", token)
+
+
 @pytest.fixture(scope="module")
 def cluster(
     kube_control_plane: ControlPlane,
-    imageprune_crds: list[str],
+    cluster_helm: chart.Helm,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Cluster]:
     plane = kube_control_plane
     workdir = tmp_path_factory.mktemp("e2e")
     with contextlib.ExitStack() as stack:
+        # Last out: the CRDs, which helm keeps on uninstall as it does for users.
+        stack.callback(chart.delete_crds, plane)
+        stack.enter_context(cluster_helm.installed(RELEASE, NAMESPACE))
         nodes = {}
         for name, (flavour, labels) in NODES.items():
             runtime = stack.enter_context(running(flavour))
@@ -143,10 +157,20 @@ def cluster(
             cluster_kit.create_node(plane, name, labels)
             stack.callback(plane.kubectl, "delete", "node", name, "--ignore-not-found")
             agent = stack.enter_context(
-                AgentProcess(plane, runtime, node_name=name, workdir=workdir / name)
+                AgentProcess(
+                    plane,
+                    runtime,
+                    node_name=name,
+                    workdir=workdir / name,
+                    kubeconfig=_login(plane, "imageprune-agent", node=name),
+                )
             )
             nodes[name] = Node(name, runtime, agent, ids)
-        operator = stack.enter_context(cluster_kit.operator(plane, workdir, interval=1.0))
+        operator = stack.enter_context(
+            cluster_kit.operator(
+                plane, workdir, interval=1.0, kubeconfig=_login(plane, "imageprune-operator")
+            )
+        )
         yield Cluster(plane, nodes, operator, workdir)
 
 
@@ -293,3 +317,11 @@ def test_deleting_the_policy_deletes_its_tasks(cluster: Cluster) -> None:
     assert cluster_kit.tasks(cluster.plane, POLICY)
     cluster.plane.kubectl("delete", "ipp", POLICY, "--wait=true", "--timeout=120s")
     assert cluster_kit.tasks(cluster.plane, POLICY) == {}
+
+
+def test_no_component_was_refused_as_the_charts_service_accounts(cluster: Cluster) -> None:
+    """Every test above ran with the chart's least privilege: nothing was refused."""
+    logs = "\n".join(cluster.operator.log_lines())
+    logs += "".join(node.agent.log_text() for node in cluster.nodes.values())
+    for refusal in ("Forbidden", "forbidden", "Not enough permissions", " 403", " 401"):
+        assert refusal not in logs
