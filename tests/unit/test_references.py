@@ -373,9 +373,9 @@ class TestReferenceIndex:
         )
         assert index.referrers(references.image_names(self.IMAGE)) == ("a", "b")
 
-    def test_referrers_need_not_be_orderable(self) -> None:
-        # One reference found under several of the image's names (tag, digest, bare
-        # digest): its entries tie on position, and containers have no order.
+    def test_a_reference_found_under_several_names_is_reported_once(self) -> None:
+        # Its tag, repo digest and bare digest are all names of the image; the
+        # referrer need not be orderable (containers are not).
         who = object()
         index = references.ReferenceIndex.of([(f"nginx:1.25@{DIGEST}", who)])
         assert index.referrers(references.image_names(self.IMAGE)) == (who,)
