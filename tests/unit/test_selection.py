@@ -319,6 +319,10 @@ def test_finds_the_policy_among_other_documents() -> None:
             "apiVersion: v1\nkind: ConfigMap\n---\nkind: Secret\n",
             "kind: no ImagePrunePolicy in the manifest (found kinds: ConfigMap, Secret)",
         ),
+        (
+            "kind: [ImagePrunePolicy]\n---\nkind: {a: b}\n",
+            "kind: no ImagePrunePolicy in the manifest (found kinds: a list, a mapping)",
+        ),
         (POLICY + "---\n" + POLICY, "kind: 2 ImagePrunePolicy documents; expected exactly one"),
         (
             POLICY.replace("v1alpha1", "v1"),
