@@ -17,6 +17,12 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 stage=${MUTATE_DIR:-/tmp/imageprune-mutate}
 jobs=${MUTATE_JOBS:-1}
 export PYTHONPATH=$root/cri:$root/hack
+want=$(sed -n 's/^mutate = \["mutmut==\(.*\)"\]$/\1/p' "$root/pyproject.toml")
+have=$(python3 -c 'import importlib.metadata as m; print(m.version("mutmut"))' 2>/dev/null || true)
+if [[ "$have" != "$want" ]]; then
+  echo "hack/mutate.sh needs mutmut $want (found: ${have:-none}): pip install -e '.[mutate]'" >&2
+  exit 1
+fi
 # Example tests first (hack/mutmut_plugin.py), and not the test of the installed
 # console script (it runs whatever checkout is installed, not the stage). Passed
 # through the environment: a change to mutmut's own pytest arguments discards results.

@@ -35,6 +35,12 @@ def test_parses_go_style_and_day_week_units(text: str, expected: datetime.timede
     assert durations.parse_duration(text) == expected
 
 
+def test_length_is_bounded_at_64_characters() -> None:
+    assert durations.parse_duration("0" * 62 + "1s") == datetime.timedelta(seconds=1)
+    with pytest.raises(ValueError, match="longer than 64 characters"):
+        durations.parse_duration("0" * 63 + "1s")
+
+
 @pytest.mark.parametrize(
     ("text", "complaint"),
     [

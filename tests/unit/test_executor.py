@@ -22,8 +22,11 @@ def _images(*numbers: int) -> list[types.Image]:
 async def test_dry_run_touches_nothing() -> None:
     images = _images(1, 2, 3)
     runtime = FakeRuntime(images)
-    report = await executor.execute(runtime, images, dry_run=True)
+    seen: list[executor.Result] = []
+    report = await executor.execute(runtime, images, dry_run=True, on_result=seen.append)
+    assert report.dry_run is True
     assert [r.outcome for r in report.results] == [executor.Outcome.WOULD_REMOVE] * 3
+    assert seen == list(report.results)
     assert report.removed_bytes == 6
     assert runtime.calls == []
 
@@ -33,13 +36,18 @@ async def test_rechecks_users_before_each_removal() -> None:
     runtime = FakeRuntime(images)
     runtime.use(images[1])  # a container appeared after planning
     report = await executor.execute(runtime, images, dry_run=False)
+    assert report.dry_run is False
     outcomes = {r.image.id: r.outcome for r in report.results}
     assert outcomes[images[1].id] is executor.Outcome.NOW_IN_USE
     assert set(runtime.images) == {images[1].id}
     assert images[1].id not in runtime.removal_calls
     assert 1 <= runtime.listing_calls <= 3  # concurrent checks may share a listing
-    kept = report.with_outcome(executor.Outcome.NOW_IN_USE)[0]
+    [kept] = report.with_outcome(executor.Outcome.NOW_IN_USE)
+    assert kept.detail == "kept: " + users.describe(runtime.containers)
     assert "late (created)" in kept.detail
+    # Checked, never sent: no removal time, and nothing went wrong.
+    assert (kept.error_kind, kept.removed_at) == ("", None)
+    assert kept.checked_at is not None
 
 
 async def test_a_container_created_between_listings_is_seen() -> None:
@@ -60,10 +68,23 @@ async def test_errors_are_collected_and_the_rest_continues() -> None:
     runtime = FakeRuntime(images)
     runtime.fail_removal(images[0])
     report = await executor.execute(runtime, images, dry_run=False, concurrency=2)
-    assert [r.image.id for r in report.failed] == [images[0].id]
-    assert "RemoveImage" in report.failed[0].detail
+    [failed] = report.failed
+    assert failed.image == images[0]
+    assert (failed.outcome, failed.detail, failed.error_kind) == (
+        executor.Outcome.FAILED,
+        f"RemoveImage {images[0].id} failed",
+        "INTERNAL",
+    )
     assert set(runtime.images) == {images[0].id}
     assert report.removed_bytes == 2 + 3 + 4 + 5
+    removed = report.with_outcome(executor.Outcome.REMOVED)
+    assert [r.image for r in removed] == images[1:]
+    assert {(r.detail, r.error_kind) for r in removed} == {("", "")}
+    # The check comes before the removal it guards, for failures as for removals.
+    for result in report.results:
+        assert result.checked_at is not None
+        assert result.removed_at is not None
+        assert result.checked_at <= result.removed_at
 
 
 async def test_a_failed_listing_fails_the_removal_and_removes_nothing() -> None:
@@ -72,8 +93,12 @@ async def test_a_failed_listing_fails_the_removal_and_removes_nothing() -> None:
     runtime.listings.append(CriCallFailed("ListContainers: unavailable", code="UNAVAILABLE"))
     report = await executor.execute(runtime, images, dry_run=False)
     [result] = report.results
+    assert result.image == images[0]
     assert result.outcome is executor.Outcome.FAILED
     assert result.detail == "could not re-check users: ListContainers: unavailable"
+    assert result.error_kind == "UNAVAILABLE"
+    assert result.checked_at is not None
+    assert result.removed_at is None
     assert runtime.removal_calls == []
     assert report.removed_bytes == 0
 
@@ -94,8 +119,15 @@ async def test_progress_sees_every_result() -> None:
     assert sorted(r.image.id for r in seen) == sorted(i.id for i in images)
 
 
+async def test_concurrency_is_64_unless_given() -> None:
+    images = _images(*range(1, 101))
+    runtime = FakeRuntime(images)
+    await executor.execute(runtime, images, dry_run=False)
+    assert runtime.max_in_flight == 64
+
+
 async def test_concurrency_below_one_is_refused() -> None:
-    with pytest.raises(ValueError, match="at least 1"):
+    with pytest.raises(ValueError, match=r"^concurrency must be at least 1$"):
         await executor.execute(FakeRuntime(), [], dry_run=False, concurrency=0)
 
 

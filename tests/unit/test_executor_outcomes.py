@@ -38,10 +38,16 @@ async def test_a_removal_without_answer_is_unknown_and_nothing_more_is_sent() ->
     assert outcomes[Outcome.UNKNOWN] == {images[3].id}
     assert outcomes[Outcome.NOT_ATTEMPTED] == {i.id for i in images[4:]}
     assert len(runtime.removal_calls) == 4  # not one call per image against a dead runtime
-    assert {r.error_kind for r in report.results if r.outcome is Outcome.NOT_ATTEMPTED} == {
-        "RuntimeGone"
-    }
+    assert {
+        (r.detail, r.error_kind) for r in report.results if r.outcome is Outcome.NOT_ATTEMPTED
+    } == {("not sent: the runtime had stopped answering", "RuntimeGone")}
     assert len(report.failed) == 47
+    [unknown] = report.with_outcome(Outcome.UNKNOWN)
+    assert (unknown.detail, unknown.error_kind) == ("no CRI runtime answers", "RuntimeUnavailable")
+    # It was sent: when, and when its check began, bound what a container could slip by.
+    assert unknown.checked_at is not None
+    assert unknown.removed_at is not None
+    assert unknown.checked_at <= unknown.removed_at
 
 
 async def test_in_flight_removals_all_become_unknown_never_failed() -> None:
@@ -67,8 +73,34 @@ async def test_confirmation_turns_unknown_into_the_truth_when_the_runtime_answer
         outcomes = _by_outcome(confirmed)
         assert outcomes[expected] == set(runtime.removal_calls)
         assert Outcome.UNKNOWN not in outcomes
+        assert [r.image for r in confirmed.results] == images
     assert gone.images.keys().isdisjoint(gone.removal_calls)
     assert set(kept.removal_calls) <= kept.images.keys()
+
+
+async def test_confirmation_says_what_it_found_and_keeps_asking_past_known_outcomes() -> None:
+    images = _images(4)
+    runtime = FakeRuntime(images, dies_after=1)  # image 1 removed, 2 unanswered, 3-4 not sent
+    report = await executor.execute(runtime, images, dry_run=False, concurrency=1)
+    runtime.revive()
+    confirmed = await executor.confirm_unknown(runtime, report)
+    gone = "removed (confirmed after the runtime stopped answering)"
+    assert [(r.outcome, r.detail, r.error_kind) for r in confirmed.results] == [
+        (Outcome.REMOVED, "", ""),
+        (Outcome.REMOVED, gone, ""),
+        *[(Outcome.NOT_ATTEMPTED, "not sent: the runtime had stopped answering", "RuntimeGone")]
+        * 2,
+    ]
+    # Still there: failed, with what the lost call said, and still counted as failed.
+    kept = FakeRuntime(images[1:2], dies_after=0, removed_before_dying=False)
+    report = await executor.execute(kept, images[1:2], dry_run=False)
+    kept.revive()
+    [result] = (await executor.confirm_unknown(kept, report)).results
+    assert (result.outcome, result.detail, result.error_kind) == (
+        Outcome.FAILED,
+        "not removed (confirmed after the runtime stopped answering): no CRI runtime answers",
+        "RuntimeUnavailable",
+    )
 
 
 async def test_unknown_stays_unknown_while_the_runtime_is_silent() -> None:
@@ -85,7 +117,18 @@ async def test_a_lost_re_check_sends_nothing_and_stops_the_run() -> None:
     runtime = FakeRuntime(images, dies_after=-1)  # dead from the start
     report = await executor.execute(runtime, images, dry_run=False, concurrency=2)
     assert runtime.removal_calls == []
+    assert [r.image for r in report.results] == images
     assert {r.outcome for r in report.results} == {Outcome.NOT_ATTEMPTED}
+    # Those that asked for the lost listing say so; the rest were never checked.
+    lost = [r for r in report.results if r.error_kind == "RecheckLost"]
+    assert lost
+    for result in lost:
+        assert result.detail == "not sent: could not re-check users: no CRI runtime answers"
+        assert result.checked_at is not None
+        assert result.removed_at is None
+    assert {(r.detail, r.error_kind, r.checked_at) for r in report.results if r not in lost} == {
+        ("not sent: the runtime had stopped answering", "RuntimeGone", None)
+    }
 
 
 async def test_an_answered_error_is_failed_and_the_run_goes_on() -> None:
@@ -99,7 +142,11 @@ async def test_an_answered_error_is_failed_and_the_run_goes_on() -> None:
     outcomes = _by_outcome(report)
     assert outcomes[Outcome.FAILED] == {images[0].id}
     assert outcomes[Outcome.REMOVED] == {i.id for i in images[1:]}
-    assert report.failed[0].error_kind == "FAILED_PRECONDITION"
+    [failed] = report.failed
+    assert (failed.detail, failed.error_kind) == (
+        "RemoveImage failed: in use",
+        "FAILED_PRECONDITION",
+    )
 
 
 async def test_stop_sends_no_more_removals_and_lets_those_in_flight_finish() -> None:
@@ -119,4 +166,6 @@ async def test_stop_sends_no_more_removals_and_lets_those_in_flight_finish() -> 
     assert runtime.images.keys().isdisjoint(runtime.removal_calls)
     assert outcomes[Outcome.NOT_ATTEMPTED] == {i.id for i in images} - set(runtime.removal_calls)
     assert 5 <= len(runtime.removal_calls) < 30
-    assert {r.error_kind for r in report.failed} == {"Stopped"}
+    assert {(r.detail, r.error_kind) for r in report.failed} == {
+        ("not sent: the run was stopped", "Stopped")
+    }

@@ -409,6 +409,13 @@ class TestCaps:
         assert verdict(plan, 2).reason is verdict(plan, 3).reason is Reason.CAP_REACHED
         assert verdict(plan, 2).detail == "would exceed the per-run cap of 4 GiB"
 
+    def test_bytes_add_up_over_the_images_before(self) -> None:
+        images = [image(n, f"app:{n}", size=2 * GIB) for n in (1, 2, 3)]
+        plan = make_plan(images, usage=self.USAGE, selection=Selection(max_bytes=5 * GIB))
+        assert [i.id for i in plan.removable] == [image_id(1), image_id(2)]
+        assert verdict(plan, 3).reason is Reason.CAP_REACHED
+        assert verdict(plan, 3).detail == "would exceed the per-run cap of 5 GiB"
+
     def test_exact_fit_is_allowed(self) -> None:
         images = [image(1, "a", size=2 * GIB), image(2, "b", size=2 * GIB)]
         plan = make_plan(

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from imageprune.policy import quantities
@@ -29,6 +31,13 @@ pytestmark = pytest.mark.unit
 )
 def test_parses_kubernetes_quantities(text: str, expected: int) -> None:
     assert quantities.parse_bytes(text) == expected
+
+
+def test_length_is_bounded_at_64_characters() -> None:
+    assert quantities.parse_bytes("0" * 63 + "1") == 1
+    whole = f"invalid byte quantity {'0' * 20!r}...: longer than 64 characters"
+    with pytest.raises(ValueError, match=f"^{re.escape(whole)}$"):
+        quantities.parse_bytes("0" * 64 + "1")
 
 
 @pytest.mark.parametrize(
@@ -61,6 +70,10 @@ def test_rejects_with_a_message_listing_the_suffixes(text: str, complaint: str) 
         (int(1.5 * 2**30), "1.5 GiB"),
         (2 * 2**20, "2 MiB"),
         (2**20 - 1, "1 MiB"),  # rounds up a unit rather than print "1024 KiB"
+        (2**20 - 40, "1 MiB"),  # 1023.96 KiB: one decimal decides, not two
+        (1378, "1.3 KiB"),  # 1.3457 KiB, rounded once
+        (3 * 2**50, "3 PiB"),
+        (1378 * 2**50, "1.3 EiB"),
         (3 * 2**60, "3 EiB"),
         (2**70, "1024 EiB"),
         (-1536, "-1.5 KiB"),

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from imageprune.policy import references
@@ -84,6 +86,8 @@ def _image(*tags: str, digests: tuple[str, ...] = (), image_id: str = ID) -> Ima
         ("quay.io/a/b:?", "quay.io/a/b:2", True),
         ("quay.io/a/b:?", "quay.io/a/b:22", False),
         ("nginx:Latest", "docker.io/library/nginx:latest", False),  # case-sensitive
+        # IDs and digests only: not Docker Hub's repository "sha256", familiar as "sha256:1234"
+        ("sha256:12*", "docker.io/library/sha256:1234", False),
         ("*Beta", "quay.io/a/b:Beta", True),  # upper case may stand in a tag
         ("Quay.io/a/*", "Quay.io/a/b:1", True),  # and in a registry host
     ],
@@ -126,20 +130,30 @@ def test_star_matches_untagged_images_too() -> None:
 @pytest.mark.parametrize(
     ("text", "complaint"),
     [
-        ("", "must not be empty"),
-        (" ", "whitespace"),
-        ("nginx ", "whitespace"),
-        ("a\tb", "whitespace"),
-        ("x" * 513, "513 characters, at most 512"),
-        ("nginx:[12]", "wildcards \\* and \\?"),
-        ("sha256:xyz", "only hex digits"),
+        (" ", "must not contain whitespace"),
+        ("nginx ", "must not contain whitespace"),
+        ("a\tb", "must not contain whitespace"),
+        ("nginx:[12]", "only image reference characters and the wildcards * and ? are allowed"),
+        ("sha256:xyz", "after 'sha256:' only hex digits and the wildcards * and ? may follow"),
         ("a//b", "empty name component"),
         ("myorg/", "empty name component"),
     ],
 )
 def test_invalid_patterns_say_why(text: str, complaint: str) -> None:
-    with pytest.raises(ValueError, match=complaint):
+    whole = f"invalid image pattern {text!r}: {complaint}"
+    with pytest.raises(ValueError, match=f"^{re.escape(whole)}$"):
         references.Pattern(text)
+
+
+def test_an_empty_pattern_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"^image pattern must not be empty$"):
+        references.Pattern("")
+
+
+def test_a_long_pattern_is_named_by_its_start() -> None:
+    whole = f"invalid image pattern {'x' * 40!r}...: 513 characters, at most 512 allowed"
+    with pytest.raises(ValueError, match=f"^{re.escape(whole)}$"):
+        references.Pattern("x" * 40 + "y" * 473)
 
 
 D64 = "d" * 64
@@ -153,6 +167,7 @@ D64 = "d" * 64
         ("nginx@", "nothing follows '@'"),
         ("RT/BASE:*", "upper case in 'RT/B': repository paths are lower case"),
         ("Nginx", "upper case: repository paths are lower case"),
+        ("nginX", "upper case: repository paths are lower case"),
         ("docker.io/MyOrg/*", "upper case in 'docker.io/M'"),
         ("-nginx", "no name starts with '-'"),
         ("nginx-", "a name cannot end after 'nginx-'"),
@@ -161,11 +176,15 @@ D64 = "d" * 64
         ("nginx:1:2", "':' cannot follow 'nginx:1'"),
         ("nginx@sha256", "a sha256 digest has 64 hex digits"),
         ("nginx@sha256:abc", "a sha256 digest has 64 hex digits; end with \\* to match"),
+        ("Quay.io/a@sha256:abc", "a sha256 digest has 64 hex digits"),  # not "upper case"
         (f"nginx@sha256:{D64.upper()}", "upper case"),
         (f"nginx@sha256:{D64}0", "'0' cannot follow"),
         (f"nginx@md5:{D64}", "'m' cannot follow 'nginx@'"),
         ("nginx@*@*", "'@' cannot follow"),
         ("nginx:" + "a" * 129, "'a' cannot follow '...aaaa"),
+        # What came before is shown whole up to 40 characters, else as its last 37.
+        ("a" * 38 + "___", f"'_' cannot follow '{'a' * 38}__'\\)"),
+        ("a" * 39 + "___", f"'_' cannot follow '\\.\\.\\.{'a' * 35}__'\\)"),
         ("*:*:*:*:*", "':' cannot follow '\\*:\\*:\\*:\\*'"),  # port, tag, digest
         ("host:port/x", "'/' cannot follow 'host:port'"),  # a port is digits
         ("nginx:1@sha256:", "nothing follows ':'"),
@@ -236,6 +255,12 @@ def test_image_names_are_normalized_and_include_bare_digests() -> None:
 
 def test_image_names_keep_unparsable_names_as_reported() -> None:
     assert references.image_names(_image("bad tag!")) == (ID, "bad tag!")
+    # The bare digest is what follows the last "@", as in a reference.
+    assert references.image_names(_image(digests=(f"a@b@{DIGEST}",))) == (
+        ID,
+        f"a@b@{DIGEST}",
+        DIGEST,
+    )
 
 
 def test_repositories_of_an_image_come_from_tags_and_digests() -> None:
@@ -278,6 +303,28 @@ class TestPatternSet:
         assert references.PatternSet(self.PATTERNS).first_match(names) is not None  # by ID
         assert references.PatternSet(patterns).first_match(names) is None
         assert not any(p.matches_names(names) for p in patterns)
+
+    @pytest.mark.parametrize(
+        ("pattern", "name"),
+        [
+            ("quay.io/a/b", "quay.io/a/b:latest-rc"),
+            ("registry.k8s.io/pause:3.?", "registry.k8s.io/pause:3.10"),
+        ],
+    )
+    def test_a_name_that_only_starts_like_a_pattern_matches_nothing(
+        self, pattern: str, name: str
+    ) -> None:
+        names = references.image_names(_image(name))
+        assert not references.Pattern(pattern).matches_names(names)
+        assert references.PatternSet((references.Pattern(pattern),)).first_match(names) is None
+
+    def test_a_pattern_whose_text_is_in_every_name_is_still_judged(self) -> None:
+        # "a" is in the ID ("sha256:...") as in the tag: only the regex can tell.
+        names = references.image_names(_image("quay.io/a/b:1"))
+        assert all("a" in name for name in names)
+        match_a = references.Pattern("*a/b*")
+        assert references.PatternSet((match_a,)).first_match(names) is match_a
+        assert references.PatternSet((references.Pattern("*a/c*"),)).first_match(names) is None
 
     def test_empty_set_matches_nothing(self) -> None:
         assert references.PatternSet(()).first_match(references.image_names(_image("x"))) is None
@@ -325,3 +372,10 @@ class TestReferenceIndex:
             [(ID, "a"), ("nginx:1.25", "b"), ("nginx", "a"), ("other", "c")]
         )
         assert index.referrers(references.image_names(self.IMAGE)) == ("a", "b")
+
+    def test_a_reference_found_under_several_names_is_reported_once(self) -> None:
+        # Its tag, repo digest and bare digest are all names of the image; the
+        # referrer need not be orderable (containers are not).
+        who = object()
+        index = references.ReferenceIndex.of([(f"nginx:1.25@{DIGEST}", who)])
+        assert index.referrers(references.image_names(self.IMAGE)) == (who,)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime
+import re
 
 import pytest
 
@@ -9,6 +10,7 @@ from imageprune.policy.selection import (
     CLUSTER_FIELDS,
     DEFAULT_SANDBOX_IMAGES,
     DEFAULT_UNUSED_FOR,
+    MAX_PATTERNS,
     SELECTION_FIELDS,
     DiskTarget,
     PolicyError,
@@ -97,7 +99,10 @@ def test_byte_limit_may_be_a_plain_integer() -> None:
         ({"olderThan": "-1d"}, "spec.olderThan: invalid duration '-1d': must not be negative"),
         ({"keepLatestPerRepository": -1}, "spec.keepLatestPerRepository: must be at least 0"),
         ({"keepLatestPerRepository": True}, "spec.keepLatestPerRepository: must be an integer"),
-        ({"keepLatestPerRepository": 1.5}, "spec.keepLatestPerRepository: must be an integer"),
+        (
+            {"keepLatestPerRepository": 1.5},
+            "spec.keepLatestPerRepository: must be an integer (got a number)",
+        ),
         ({"diskUsage": 85}, "spec.diskUsage: must be a mapping (got an integer)"),
         ({"diskUsage": {"highPercent": 85}}, "spec.diskUsage.lowPercent: required"),
         (
@@ -143,6 +148,21 @@ def test_byte_limit_may_be_a_plain_integer() -> None:
         ({"unusedFor": "9" * 5000 + "s"}, "spec.unusedFor: invalid duration '99999"),
         ({"limits": {"maxBytesPerRun": "9" * 5000}}, "spec.limits.maxBytesPerRun: invalid byte"),
         ({"scope": "x" * 10_000}, "spec.scope: must be one of Unused, Dangling (got 'xxx"),
+        # Values are shown whole up to 60 characters, quotes included, else cut to 57 + "...".
+        ({"scope": "x" * 58}, f"spec.scope: must be one of Unused, Dangling (got '{'x' * 58}')"),
+        ({"scope": "x" * 59}, f"spec.scope: must be one of Unused, Dangling (got '{'x' * 56}...)"),
+        ({"scope": 1.5}, "spec.scope: must be a string (got a number)"),
+        ({"scope": {}}, "spec.scope: must be a string (got a mapping)"),
+        # YAML reads an unquoted 2024-01-01 as a date.
+        ({"scope": datetime.date(2024, 1, 1)}, "spec.scope: must be a string (got date)"),
+        (
+            {"keepLatestPerRepository": -(2**127)},  # 128 bits: still shown
+            f"spec.keepLatestPerRepository: must be at least 0 (got {-(2**127)})",
+        ),
+        (
+            {"keepLatestPerRepository": -(2**128)},
+            "spec.keepLatestPerRepository: must be at least 0 (got a huge integer)",
+        ),
         ({"include": ["a"] * 257}, "spec.include: 257 patterns; at most 256 allowed"),
         ({"sandboxImages": "pause"}, "spec.sandboxImages: must be a list of image patterns"),
         ({"sandboxImages": ["pause:"]}, "spec.sandboxImages[0]: invalid image pattern 'pause:'"),
@@ -237,18 +257,32 @@ def test_policy_errors_are_value_errors() -> None:
 
 
 @pytest.mark.parametrize(
-    "arguments",
+    ("arguments", "message"),
     [
-        {"keep_latest_per_repository": -1},
-        {"max_images": 0},
-        {"max_bytes": 0},
-        {"unused_for": datetime.timedelta(seconds=-1)},
-        {"older_than": datetime.timedelta(seconds=-1)},
+        ({"keep_latest_per_repository": -1}, "keep_latest_per_repository must not be negative"),
+        ({"max_images": 0}, "max_images must be at least 1 (None means no limit)"),
+        ({"max_bytes": 0}, "max_bytes must be at least 1 (None means no limit)"),
+        ({"unused_for": datetime.timedelta(seconds=-1)}, "unused_for must not be negative"),
+        ({"older_than": datetime.timedelta(seconds=-1)}, "older_than must not be negative"),
     ],
 )
-def test_selection_refuses_impossible_values(arguments: dict[str, object]) -> None:
-    with pytest.raises(ValueError, match="must"):
+def test_selection_refuses_impossible_values(arguments: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         Selection(**arguments)  # type: ignore[arg-type]
+
+
+def test_the_extreme_values_each_field_takes_are_accepted() -> None:
+    # One step beyond each is refused (test_errors_name_the_field).
+    selection = selection_from_spec(
+        {
+            "include": ["nginx"] * MAX_PATTERNS,
+            "keepLatestPerRepository": 2**63 - 1,
+            "diskUsage": {"highPercent": 100, "lowPercent": 0.5},
+        }
+    )
+    assert len(selection.include) == MAX_PATTERNS
+    assert selection.keep_latest_per_repository == 2**63 - 1
+    assert selection.disk == DiskTarget(high_percent=100, low_percent=0.5)
 
 
 @pytest.mark.parametrize(("high", "low"), [(85, 85), (80, 85), (101, 80), (85, 0)])
@@ -288,6 +322,10 @@ def test_finds_the_policy_among_other_documents() -> None:
         (
             "apiVersion: v1\nkind: ConfigMap\n---\nkind: Secret\n",
             "kind: no ImagePrunePolicy in the manifest (found kinds: ConfigMap, Secret)",
+        ),
+        (
+            "kind: [ImagePrunePolicy]\n---\nkind: {a: b}\n",
+            "kind: no ImagePrunePolicy in the manifest (found kinds: a list, a mapping)",
         ),
         (POLICY + "---\n" + POLICY, "kind: 2 ImagePrunePolicy documents; expected exactly one"),
         (

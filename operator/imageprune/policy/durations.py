@@ -63,7 +63,7 @@ def parse_duration(text: str) -> datetime.timedelta:
         for number, unit in _TERM.findall(text)
     )
     try:
-        return datetime.timedelta(microseconds=int(nanoseconds // 1_000))
+        return datetime.timedelta(microseconds=nanoseconds // 1_000)  # floor: an int
     except OverflowError:
         raise ValueError(f"invalid duration {text!r}: too large") from None
 

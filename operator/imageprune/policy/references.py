@@ -23,7 +23,7 @@ MAX_PATTERN_LENGTH = 512
 
 _LEGACY_DEFAULT_DOMAIN = "index.docker.io"
 _OFFICIAL_NAMESPACE = "library"
-_GLOB_CHARS = frozenset("*?")
+_GLOB = re.compile(r"[*?]")
 _ID_ALGORITHM = "sha256:"
 _BARE_ID = re.compile(r"[0-9a-f]{64}")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -107,7 +107,7 @@ def _is_domain(component: str) -> bool:
 
 
 def _has_glob(text: str) -> bool:
-    return not _GLOB_CHARS.isdisjoint(text)
+    return _GLOB.search(text) is not None
 
 
 def _split(text: str, *, kind: str) -> tuple[str, str | None, str | None]:
@@ -168,8 +168,7 @@ def _normalized_or_raw(name: str) -> str:
 
 def _qualified_id(image_id: str) -> str:
     """CRI-O reports image IDs without the "sha256:" prefix containerd uses."""
-    bare = len(image_id) == 64 and _BARE_ID.fullmatch(image_id)
-    return _ID_ALGORITHM + image_id if bare else image_id
+    return _ID_ALGORITHM + image_id if _BARE_ID.fullmatch(image_id) else image_id
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -240,7 +239,8 @@ class PatternSet:
     _needles: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        prefixes = tuple(p.glob[: _first_glob(p.glob)] for p in self.patterns if not p._domainless)
+        # The literal text before a pattern's first wildcard.
+        prefixes = tuple(_GLOB.split(p.glob)[0] for p in self.patterns if not p._domainless)
         unprefixed = [p for p in self.patterns if p._domainless]
         # fnmatch's translations are anchored groups ("(?s:...)\Z"), so joined
         # they still match whole names only.
@@ -252,29 +252,27 @@ class PatternSet:
             # else "docker.io/".
             hub, library = re.escape(f"{DEFAULT_DOMAIN}/"), re.escape(f"{_OFFICIAL_NAMESPACE}/")
             regex = re.compile(f"{union}|{hub}(?:{library}(?:{union})|(?!{library})(?:{union}))")
-        needles = tuple(max(re.split(r"[*?]", p.glob), key=len) for p in unprefixed)
-        object.__setattr__(self, "_prefixes", prefixes)
         # An empty needle ("*") is in every name: then only the regex can tell.
-        object.__setattr__(self, "_needles", needles if all(needles) else ())
+        needles = tuple(max(_GLOB.split(p.glob), key=len) for p in unprefixed)
+        object.__setattr__(self, "_prefixes", prefixes)
+        object.__setattr__(self, "_needles", needles)
         object.__setattr__(self, "_unprefixed", regex)
 
     def first_match(self, names: Sequence[str]) -> Pattern | None:
         """The first pattern that matches `names` (from `image_names`), if any."""
         prefixes, regex = self._prefixes, self._unprefixed
-        maybe = bool(prefixes) and any(name.startswith(prefixes) for name in names)
-        if not maybe and regex is not None:
-            # A familiar name is the end of a normalised one, so a needle missing
-            # from every name rules the domainless patterns out.
-            needles = self._needles
-            if not needles or any(n in name for name in names for n in needles):
-                maybe = any(map(regex.match, names))
+        maybe = any(name.startswith(prefixes) for name in names)  # False for no prefixes
+        # A familiar name is the end of a normalised one, so a needle missing from
+        # every name rules the domainless patterns out.
+        if (
+            not maybe
+            and regex is not None
+            and any(n in name for name in names for n in self._needles)
+        ):
+            maybe = any(map(regex.match, names))
         if not maybe:
             return None
         return next((p for p in self.patterns if p.matches_names(names)), None)
-
-
-def _first_glob(text: str) -> int:
-    return next((i for i, c in enumerate(text) if c in _GLOB_CHARS), len(text))
 
 
 def _check_pattern_text(text: str) -> None:

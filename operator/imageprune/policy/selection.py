@@ -214,7 +214,7 @@ def _known_fields(value: object, path: str, known: frozenset[str]) -> Mapping[st
     # A misspelt field is an error, never ignored: a dropped unusedFor or limit
     # would remove more than intended.
     mapping = _mapping(value, path)
-    unknown = sorted((str(key) for key in mapping if key not in known), key=str)
+    unknown = sorted(str(key) for key in mapping if key not in known)
     if not unknown:
         return mapping
     key = next(key for key in mapping if str(key) == unknown[0])
