@@ -1,6 +1,6 @@
 """The operator against a real kube-apiserver: it runs as a process, Node objects are
 created through the API (no kubelet), policies are applied with kubectl, and the test
-plays the agent by patching task /status as CLUSTER.md says.
+plays the agent by patching task /status as docs/protocol.md says.
 
 Every wait polls for a condition with a generous deadline; nothing asserts durations."""
 

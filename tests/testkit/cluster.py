@@ -1,6 +1,6 @@
 """Helpers for the operator's tests: task views in a given state (unit tests of the pure
 decisions), and, against the real apiserver, the operator process, Node objects, and
-the agent's side of the protocol (patching a task's /status as CLUSTER.md says)."""
+the agent's side of the protocol (patching a task's /status as docs/protocol.md says)."""
 
 from __future__ import annotations
 

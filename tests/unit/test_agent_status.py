@@ -1,4 +1,4 @@
-"""The task status the agent writes, rule by rule (CLUSTER.md's protocol)."""
+"""The task status the agent writes, rule by rule (docs/protocol.md)."""
 
 from __future__ import annotations
 

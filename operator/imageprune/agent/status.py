@@ -1,5 +1,5 @@
 """What the agent writes into a task's /status, built purely from the task's current
-status and what happened, so that every rule of the contract (docs: CLUSTER) is
+status and what happened, so that every rule of the contract (docs/protocol.md) is
 unit-tested: Progressing first, then the report with Ready/Progressing/Degraded.
 
 Each function returns the `status` object of a JSON merge patch: a None deletes a

@@ -14,7 +14,7 @@ from imageprune.api.policy import Mode, Trigger
 
 
 class NodeState(enum.StrEnum):
-    """A matched node's state in run R (CLUSTER.md, "Node state as the operator reads it")."""
+    """A matched node's state in run R (docs/protocol.md, "Node state as the operator reads it")."""
 
     PENDING = "pending"
     RUNNING = "running"
