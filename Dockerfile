@@ -1,10 +1,10 @@
 # One image for `imageprune operator` and `imageprune agent` (docs/image.md).
 #
 # BASE is required and should be pinned (a digest or an image ID): a Debian 12 root
-# filesystem with python3 and python3-venv. hack/build-image.sh makes one with mmdebstrap
-# and builds this file offline with buildah; with network access,
-#   docker build --build-arg BASE=debian:12-slim@sha256:... .
-# works too once python3-venv is in the base.
+# filesystem with python3, python3-venv and libstdc++6. hack/build-image.sh makes one with
+# mmdebstrap and builds this file offline with buildah. With a Docker engine and network
+# access, `docker build --build-arg BASE=<such an image>@sha256:... .` should work too
+# (PIP_ARGS empty: from PyPI); not tried here, where there is no Docker engine.
 ARG BASE
 
 # ---- build: a venv with our wheel and its dependencies, nothing else ----------------

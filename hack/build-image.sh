@@ -7,8 +7,10 @@
 #
 # Everything lands in $IMAGEPRUNE_IMAGE_CACHE (default ~/.cache/imageprune/image), keyed
 # by its inputs, so an unchanged tree costs nothing and a code change rebuilds only the
-# image. buildah's storage is a temp dir (CONTAINERS_STORAGE_CONF): nothing global is
-# touched. Needs root, buildah, mmdebstrap and network access for apt and pip.
+# image. Several checkouts may share the cache: builds take turns (a lock), and an entry
+# goes only after a day unused. buildah's storage is a temp dir (CONTAINERS_STORAGE_CONF):
+# nothing global is touched. Needs root, buildah, mmdebstrap and network access for apt
+# and pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,6 +41,10 @@ base_args=(
 
 log() { echo "build-image: $*" >&2; }
 key() { sha256sum | cut -c1-16; }
+for tool in buildah mmdebstrap flock; do
+  command -v "$tool" >/dev/null || { log "$tool is missing: apt-get install buildah mmdebstrap"; exit 2; }
+done
+[[ -r $sources ]] || { log "no apt sources at $sources: set IMAGEPRUNE_APT_SOURCES"; exit 2; }
 # A hash of the files under the given paths (bytecode left out).
 tree_key() {
   find "$@" -type f -not -path '*/__pycache__/*' -not -name '*.pyc' -print0 \
@@ -46,6 +52,8 @@ tree_key() {
 }
 
 mkdir -p "$cache"
+exec 9>"$cache/.lock"
+flock 9
 tmp=$(mktemp -d /tmp/imageprune-image.XXXXXX)
 wheelhouse_link=.wheelhouse
 cleanup() {
@@ -85,10 +93,12 @@ if [[ ! -d $wheels ]]; then
 fi
 
 # ---- 3. the image (buildah, offline; cached by every input) -------------------------
-image_key=$({ echo "$base_key $wheels_key"; tree_key Dockerfile .dockerignore pyproject.toml \
+image_key=$({ echo "$base_key $wheels_key"; tree_key hack/build-image.sh Dockerfile .dockerignore pyproject.toml \
   README.md cri/imageprune_cri operator/imageprune; } | key)
 archive=$cache/imageprune-$version-$image_key.oci.tar
+touch "$rootfs" "$wheels"
 if [[ -s $archive ]]; then
+  touch "$archive"
   log "up to date: $archive"
   echo "$archive"
   exit 0
@@ -110,6 +120,7 @@ buildah config --env PATH=/usr/sbin:/usr/bin:/sbin:/bin --env LANG=C.UTF-8 "$con
 base_id=$(buildah commit --quiet --rm "$container" "localhost/imageprune-base:$base_key")
 
 log "image $ref (base $base_id)"
+rm -rf "$wheelhouse_link"
 cp -r "$wheels" "$wheelhouse_link"
 buildah bud --quiet --network none --layers=false --pull=never \
   --build-arg "BASE=$base_id" \
@@ -118,9 +129,7 @@ buildah bud --quiet --network none --layers=false --pull=never \
 buildah push --quiet "$ref" "oci-archive:$tmp/image.tar:$ref" >&2
 mv "$tmp/image.tar" "$archive"
 
-# Older builds of any input are dead weight.
-find "$cache" -mindepth 1 -maxdepth 1 -not -name "$(basename "$rootfs")" \
-  -not -name "$(basename "$wheels")" -not -name "$(basename "$archive")" \
-  -exec rm -rf {} +
+# Entries of other inputs that no build used for a day are dead weight.
+find "$cache" -mindepth 1 -maxdepth 1 -mtime +0 -not -name .lock -exec rm -rf {} +
 log "built: $archive"
 echo "$archive"

@@ -1,20 +1,20 @@
 """The container image (Dockerfile, hack/build-image.sh): built for real with buildah on
-an mmdebstrap base, imported into containerd 2.x, and the agent run from it through CRI
-as the chart's DaemonSet runs it, against the real kube-apiserver."""
+an mmdebstrap base, imported into containerd 2.x, and the agent and the operator run from
+it through CRI as the chart runs them, against the real kube-apiserver."""
 
 from __future__ import annotations
 
 import http.client
+import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from imageprune_cri._pb import api_pb2
-from testkit import image, oci
-from testkit.agent import bind_agent_role, condition, create_task, get_task
+from testkit import cluster, image, oci
+from testkit.agent import AGENT_RULES, condition, create_task, get_task
 from testkit.cluster import wait_for
 from testkit.containerd import ContainerdNode, Factory
 from testkit.kube import ControlPlane
@@ -23,6 +23,26 @@ pytestmark = pytest.mark.k8s  # and a real containerd, as tests/k8s/test_agent.p
 
 SOCKET_GROUP = 2024  # not the agent's own group: only the supplementary group opens the socket
 ALL_CAPABILITIES_DROPPED = "0000000000000000"
+# What docs/operator.md says the operator needs.
+OPERATOR_RULES = [
+    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+    {
+        "apiGroups": ["imageprune.io"],
+        "resources": ["imageprunepolicies"],
+        "verbs": ["get", "list", "watch", "patch"],
+    },
+    {
+        "apiGroups": ["imageprune.io"],
+        "resources": ["imageprunepolicies/status"],
+        "verbs": ["patch"],
+    },
+    {
+        "apiGroups": ["imageprune.io"],
+        "resources": ["imageprunetasks"],
+        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
+    },
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
+]
 
 
 @pytest.fixture(scope="module")
@@ -60,26 +80,36 @@ def node(containerd_factory: Factory, archive: Path) -> ContainerdNode:
     return node
 
 
-@pytest.fixture
-def agent(
-    node: ContainerdNode, plane: ControlPlane, tmp_path: Path
-) -> Iterator[image.AgentContainer]:
+def _pod(
+    node: ContainerdNode, plane: ControlPlane, workdir: Path, rules: list[dict[str, Any]]
+) -> image.ImagePod:
+    """A started pod on `node` whose service account has exactly `rules`."""
     node_name = f"node-{uuid.uuid4().hex[:8]}"
-    account = f"agent-{node_name}"
-    token_dir = image.service_account(plane, account, tmp_path)
-    bind_agent_role(plane, account)
+    account = f"sa-{node_name}"
+    token_dir = image.service_account(plane, account, workdir)
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": account},
+        "rules": rules,
+    }
+    plane.kubectl("apply", "-f", "-", stdin=json.dumps(role))
+    plane.kubectl(
+        "create",
+        "clusterrolebinding",
+        account,
+        f"--clusterrole={account}",
+        f"--serviceaccount=default:{account}",
+    )
     image.grant_socket(node, SOCKET_GROUP)
-    container = image.AgentContainer(
+    return image.ImagePod(
         node,
         plane,
         node_name=node_name,
-        workdir=tmp_path / "pod",
+        workdir=workdir / "pod",
         socket_group=SOCKET_GROUP,
         service_account_dir=token_dir,
-    )
-    yield container.start()
-    if container.running():
-        container.stop()
+    ).start()
 
 
 def _tags(node: ContainerdNode) -> set[str]:
@@ -87,8 +117,8 @@ def _tags(node: ContainerdNode) -> set[str]:
     return {tag for i in listed for tag in i.repo_tags}
 
 
-def _health(agent: image.AgentContainer) -> int:
-    conn = http.client.HTTPConnection("127.0.0.1", agent.health_port, timeout=5)
+def _health(pod: image.ImagePod) -> int:
+    conn = http.client.HTTPConnection("127.0.0.1", pod.health_port, timeout=5)
     try:
         conn.request("GET", "/healthz")
         return conn.getresponse().status
@@ -99,13 +129,15 @@ def _health(agent: image.AgentContainer) -> int:
 
 
 def test_the_agent_runs_from_the_image_locked_down_and_completes_a_run(
-    plane: ControlPlane, node: ContainerdNode, agent: image.AgentContainer
+    plane: ControlPlane, node: ContainerdNode, tmp_path: Path
 ) -> None:
+    pod = _pod(node, plane, tmp_path, AGENT_RULES)
+    agent = pod.start_agent()
     (unused,) = node.add_images(oci.ImageSpec(repo_tags=("docker.io/test/unused:1",)))
     own_image = node.image_id_of(image.REF)
 
     # The process is what the DaemonSet asks for, as the host's kernel sees it.
-    status = agent.process_status()
+    status = pod.process_status(agent)
     assert status["Uid"].split() == ["65532"] * 4
     assert status["Gid"].split() == ["65532"] * 4
     assert str(SOCKET_GROUP) in status["Groups"].split()
@@ -116,14 +148,14 @@ def test_the_agent_runs_from_the_image_locked_down_and_completes_a_run(
     name = create_task(
         plane,
         policy=f"image-{uuid.uuid4().hex[:8]}",
-        node=agent.node_name,
+        node=pod.node_name,
         run_id="r1",
         selection={"unusedFor": "0s"},
     )
 
     def completed() -> dict[str, Any] | None:
-        if not agent.running():
-            raise AssertionError(f"the agent's container stopped:\n{agent.log_text()}")
+        if not pod.running(agent):
+            raise AssertionError(f"the agent's container stopped:\n{pod.log_text(agent)}")
         task = get_task(plane, name)
         done = (task.get("status") or {}).get("runId") == "r1"
         return task if done and task["status"].get("completionTime") else None
@@ -131,7 +163,7 @@ def test_the_agent_runs_from_the_image_locked_down_and_completes_a_run(
     try:
         task = wait_for(f"task {name} completing run r1", completed)
     except AssertionError as e:
-        raise AssertionError(f"{e}\nagent log:\n{agent.log_text()}") from None
+        raise AssertionError(f"{e}\nagent log:\n{pod.log_text(agent)}") from None
 
     assert condition(task, "Ready") == ("True", "Succeeded"), task["status"]
     report = task["status"]["report"]
@@ -139,14 +171,49 @@ def test_the_agent_runs_from_the_image_locked_down_and_completes_a_run(
     assert report["results"][0]["outcome"] == "Removed"
     assert report["verdicts"]["InUse"] == 1  # its own image
     # The image filesystem, mounted read-only at the runtime's path, gives the figures.
-    assert report["imageFs"]["mountpoint"] == str(agent.image_filesystem())
+    assert report["imageFs"]["mountpoint"] == str(pod.image_filesystem())
     assert report["imageFs"]["usedBytesAfter"] > 0
     left = node.image_ids()
     assert unused.id not in left
     assert own_image in left
     # Its state directory (a hostPath owned by its user) took the usage records.
-    records = agent.state_dir / "usage.json"
+    records = pod.state_dir / "usage.json"
     wait_for("usage records", records.exists)
     assert records.stat().st_uid == image.USER
-    assert wait_for("/healthz answering 200", lambda: _health(agent) == 200)
-    assert agent.stop() == 0  # SIGTERM, as the kubelet stops it: a clean exit
+    assert wait_for("/healthz answering 200", lambda: _health(pod) == 200)
+    # The socket's group is what opens the socket: without it, the same container cannot.
+    code, output = pod.run_cli("with-group", ["images"], socket_group=True)
+    assert code == 0, output
+    code, output = pod.run_cli("without-group", ["images"], socket_group=False)
+    assert code == 3, output  # the runtime could not be reached
+    assert "Permission denied" in output
+    assert pod.stop(agent) == 0  # SIGTERM, as the kubelet stops it: a clean exit
+
+
+def test_the_operator_runs_from_the_image_and_releases_a_node(
+    plane: ControlPlane, node: ContainerdNode, tmp_path: Path
+) -> None:
+    pod = _pod(node, plane, tmp_path, OPERATOR_RULES)
+    operator = pod.start_operator()
+    labels = {"imageprune.test/image": pod.node_name}
+    cluster.create_node(plane, pod.node_name, labels)
+    policy = f"image-{uuid.uuid4().hex[:8]}"
+    try:
+        cluster.apply(
+            plane, cluster.policy(policy, mode="DryRun", nodeSelector={"matchLabels": labels})
+        )
+
+        def released() -> dict[str, Any] | None:
+            if not pod.running(operator):
+                raise AssertionError(f"the operator stopped:\n{pod.log_text(operator)}")
+            return cluster.tasks(plane, policy).get(pod.node_name)
+
+        task = wait_for(f"the operator releasing {pod.node_name}", released)
+        assert task["spec"]["runId"] == cluster.status(plane, policy)["run"]["id"]
+        assert task["spec"]["mode"] == "DryRun"
+        assert wait_for("/healthz answering 200", lambda: _health(pod) == 200)
+    finally:
+        # Only the operator removes a policy's finalizer: delete it while it runs.
+        plane.kubectl("delete", "imageprunepolicy", policy, "--wait=true", timeout=90)
+        plane.kubectl("delete", "node", pod.node_name)
+    assert pod.stop(operator) == 0, pod.log_text(operator)
