@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from testkit import binaries, containerd, kube
+from testkit import binaries, clusterdns, containerd, kube
 
 NODE_NAME = "real-node"
 LOCK_PATH = Path("/run/lock/imageprune-real-node.lock")
@@ -65,6 +65,12 @@ CNI_PLUGINS = Path("/usr/lib/cni")
 BRIDGE = "ipn-cni0"
 POD_SUBNET = "10.244.0.0/24"
 KUBERNETES_SERVICE_IP = "10.0.0.1"  # the first address of kube.SERVICE_CIDR
+KUBERNETES_NAMES = (
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
 
 _log = logging.getLogger(__name__)
 
@@ -300,16 +306,19 @@ class RealNode:
             name: binaries.require_binary(name, dirs=[apiserver.parent], search_path=False)
             for name in ("kubelet", "kube-controller-manager", "kube-scheduler")
         }
-        # A short path: containerd's socket path must stay under 108 bytes.
-        self.runtime = containerd.ContainerdNode(
-            containerd.flavour(flavour), Path(tempfile.mkdtemp(prefix="ipr-", dir="/tmp"))
-        )
+        # A short path (a unix socket's stays under 108 bytes), not under /tmp, where the
+        # chart's pods have an emptyDir over the image filesystem's mount point; 0711 as
+        # containerd makes its root, so the agent's user reaches the image filesystem.
+        runtime_dir = Path(tempfile.mkdtemp(prefix="ipr-", dir="/var/tmp"))
+        runtime_dir.chmod(0o711)
+        self.runtime = containerd.ContainerdNode(containerd.flavour(flavour), runtime_dir)
         self.kubelet_dir = self.runtime.dir / "kubelet"
         self.kubelet_kubeconfig = self.plane.workdir / "kubelet.kubeconfig"
         self.kubelet: kube._Process | None = None
         self._processes: list[kube._Process] = []
         self._host: HostState | None = None
         self._rule: list[str] = []
+        self._dns: clusterdns.Responder | None = None
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -321,6 +330,9 @@ class RealNode:
         self.runtime.start()
         self.runtime.ensure_sandbox_image()
         self._service_rule()
+        self._dns = clusterdns.Responder(
+            self.node_ip, dict.fromkeys(KUBERNETES_NAMES, KUBERNETES_SERVICE_IP)
+        )
         self._start_controllers()
         self._write_kubelet_config()
         self.start_kubelet()
@@ -346,6 +358,9 @@ class RealNode:
                 ["iptables", "-t", "nat", "-D", *self._rule], capture_output=True, check=False
             )
             self._rule = []
+        if self._dns is not None:
+            self._dns.stop()
+            self._dns = None
         self.plane.stop()
         problems = self._host.restore() if self._host is not None else []
         if problems:
@@ -476,6 +491,7 @@ class RealNode:
                 "webhook": {"enabled": False},
             },
             "authorization": {"mode": "AlwaysAllow"},
+            "resolvConf": str(self.workdir / "resolv.conf"),
             "oomScoreAdj": 0,  # no CAP_SYS_RESOURCE here
             "evictionHard": {
                 "memory.available": "100Mi",
@@ -487,6 +503,8 @@ class RealNode:
             "imageGCLowThresholdPercent": 99,
         }
         (self.workdir / "kubelet.yaml").write_text(yaml.safe_dump(config))
+        # No clusterDNS: pods get this file (dnsPolicy ClusterFirst falls back to it).
+        (self.workdir / "resolv.conf").write_text(f"nameserver {self.node_ip}\n")
 
     # ---- probes --------------------------------------------------------------------
 
