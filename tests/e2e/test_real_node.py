@@ -4,7 +4,8 @@ into the node's containerd 2.x. The operator Deployment and the agent DaemonSet 
 pods on the real kubelet, next to real workloads the kubelet started.
 
 The tests run in file order and share the node: the release first, then an Enforce run
-over the workloads, then what the run left in the agent's log."""
+over the workloads, what the run left in the agent's log, a kubelet restart and an agent
+pod deletion, and last `helm upgrade` to another image tag."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+import imageprune
+from imageprune.api import names
 from testkit import binaries, chart, oci, realnode
 from testkit import cluster as cluster_kit
 from testkit import image as image_kit
@@ -347,3 +350,52 @@ def test_kubelet_restart_and_agent_pod_deletion_keep_records_and_run_once(
     (task_after,) = cluster_kit.tasks(plane, POLICY).values()
     assert task_after["status"]["runId"] == task_before["status"]["runId"]
     assert task_after["status"]["completionTime"] == task_before["status"]["completionTime"]
+
+
+def test_helm_upgrade_to_a_new_tag_rolls_the_agent_and_the_next_run_works(
+    node: realnode.RealNode, release: chart.Helm
+) -> None:
+    plane = node.plane
+    tag = f"{imageprune.__version__}-upgrade"
+    node.runtime.ctr("images", "tag", image_kit.REF, image_kit.REF.rsplit(":", 1)[0] + f":{tag}")
+    (old,) = pods(node, "agent")
+    usage_before = _state(node, "usage.json")["images"]
+    run_before = cluster_kit.status(plane, POLICY)["run"]["id"]
+
+    release.run(
+        "upgrade",
+        RELEASE,
+        str(chart.CHART),
+        f"--namespace={NAMESPACE}",
+        "--reuse-values",
+        f"--set=image.tag={tag}",
+        "--wait",
+        "--timeout=180s",
+        timeout=240,
+    )
+    (new,) = _wait(
+        node,
+        "the agent pod of the new tag Ready",
+        lambda: [
+            p
+            for p in pods(node, "agent")
+            if ready(p) and p["spec"]["containers"][0]["image"].endswith(f":{tag}")
+        ],
+    )
+    assert new["metadata"]["uid"] != old["metadata"]["uid"]
+
+    plane.kubectl("annotate", "ipp", POLICY, "--overwrite", f"{names.RUN_NOW_ANNOTATION}=upgraded")
+    run = _wait(
+        node,
+        "a run after the upgrade",
+        lambda: (
+            (r := cluster_kit.status(plane, POLICY).get("run") or {}).get("completionTime")
+            and r["id"] != run_before
+            and r
+        ),
+    )
+    assert run["nodes"]["succeeded"] == 1, run
+    usage_after = _state(node, "usage.json")["images"]
+    present = node.runtime.image_ids()
+    for image_id in (i for i in usage_before if i in present):
+        assert usage_after[image_id]["firstSeen"] == usage_before[image_id]["firstSeen"]
