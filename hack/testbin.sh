@@ -34,7 +34,7 @@ main() {
     "") ;;
     --print-dir) mode=print ;;
     --check) mode=check ;;
-    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; return 0 ;;
+    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; return 0 ;;
     *) echo "testbin: unknown argument: $1" >&2; return 2 ;;
   esac
 

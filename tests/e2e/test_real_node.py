@@ -319,9 +319,7 @@ def test_kubelet_restart_and_agent_pod_deletion_keep_records_and_run_once(
     assert usage_before
     assert ledger_before
 
-    node.stop_kubelet()
-    node.start_kubelet()
-    node.wait_ready()
+    node.restart_kubelet()
     (old,) = pods(node, "agent")
     plane.kubectl("delete", "pod", "-n", NAMESPACE, old["metadata"]["name"], "--wait")
     (new,) = _wait(

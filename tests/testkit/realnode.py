@@ -366,6 +366,12 @@ class RealNode:
         if problems:
             raise RuntimeError("the host is not as it was: " + "; ".join(problems))
 
+    def restart_kubelet(self) -> None:
+        """As a node's service manager restarts it; its pods keep running meanwhile."""
+        self.stop_kubelet()
+        self.start_kubelet()
+        self.wait_ready()
+
     def start_kubelet(self) -> None:
         self.kubelet = kube._Process(
             "kubelet",
