@@ -306,11 +306,9 @@ class RealNode:
             name: binaries.require_binary(name, dirs=[apiserver.parent], search_path=False)
             for name in ("kubelet", "kube-controller-manager", "kube-scheduler")
         }
-        # A short path (a unix socket's stays under 108 bytes), not under /tmp, where the
-        # chart's pods have an emptyDir over the image filesystem's mount point; 0711 as
-        # containerd makes its root, so the agent's user reaches the image filesystem.
+        # A short path (a unix socket's stays under 108 bytes), not under /tmp: the chart's
+        # pods mount an emptyDir on /tmp, and the image filesystem's mount would sit in it.
         runtime_dir = Path(tempfile.mkdtemp(prefix="ipr-", dir="/var/tmp"))
-        runtime_dir.chmod(0o711)
         self.runtime = containerd.ContainerdNode(containerd.flavour(flavour), runtime_dir)
         self.kubelet_dir = self.runtime.dir / "kubelet"
         self.kubelet_kubeconfig = self.plane.workdir / "kubelet.kubeconfig"
