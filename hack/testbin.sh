@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build (once) and cache the real binaries the integration/e2e tests need:
 #   kube-apiserver, kubectl, etcd, helm, crictl, containerd (2.x), ctr,
-#   containerd-shim-runc-v2
+#   containerd-shim-runc-v2, and for a real node kubelet, kube-controller-manager,
+#   kube-scheduler
 # from pinned Go module versions through the Go module proxy.
 #
 # Usage:
@@ -33,11 +34,15 @@ main() {
     "") ;;
     --print-dir) mode=print ;;
     --check) mode=check ;;
-    -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; return 0 ;;
+    -h|--help) sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; return 0 ;;
     *) echo "testbin: unknown argument: $1" >&2; return 2 ;;
   esac
 
-  local ALL_BINS=(kube-apiserver kubectl etcd helm crictl containerd ctr containerd-shim-runc-v2)
+  # NODE_BINS came later than the rest: a cache dir holding every other binary is
+  # completed in place (see fill_node) instead of rebuilt, so RECIPE stays 1.
+  local NODE_BINS=(kubelet kube-controller-manager kube-scheduler)
+  local BASE_BINS=(kube-apiserver kubectl etcd helm crictl containerd ctr containerd-shim-runc-v2)
+  local ALL_BINS=("${BASE_BINS[@]}" "${NODE_BINS[@]}")
   local KBA_BINS=(kube-apiserver etcd kubectl)
 
   # ---- prebuilt full dir -----------------------------------------------------
@@ -69,7 +74,8 @@ main() {
     for b in "${KBA_BINS[@]}"; do
       [[ -x "$kba/$b" ]] || { echo "testbin: KUBEBUILDER_ASSETS=$kba lacks $b" >&2; return 1; }
     done
-    key+="_kba-$(printf %s "$kba" | sha256sum | cut -c1-10)"
+    # The node binaries are always built, from K8S_VERSION.
+    key+="_kba-$(printf %s "$kba" | sha256sum | cut -c1-10)_node-${K8S_VERSION}"
   else
     key+="_k8s-${K8S_VERSION}_etcd-${ETCD_VERSION}"
   fi
@@ -82,7 +88,11 @@ main() {
     # serialize concurrent runs for the same key
     exec 9>"$cache_root/.lock-$key"
     flock 9
-    if ! complete "$bindir"; then
+    if complete "$bindir"; then
+      :
+    elif complete "$bindir" "${BASE_BINS[@]}"; then
+      fill_node
+    else
       build_all
     fi
     exec 9>&-
@@ -96,10 +106,12 @@ main() {
 
 log() { echo "testbin: $*" >&2; }
 
+# complete DIR [BIN...]: DIR holds every BIN (default: all of them).
 complete() {
-  local d=$1 b
+  local d=$1 b; shift
+  (($#)) || set -- "${ALL_BINS[@]}"
   [[ -d "$d" ]] || return 1
-  for b in "${ALL_BINS[@]}"; do [[ -x "$d/$b" ]] || return 1; done
+  for b in "$@"; do [[ -x "$d/$b" ]] || return 1; done
 }
 
 now() { date +%s.%N; }
@@ -131,8 +143,10 @@ build_all() {
   step helm       build_helm
   step crictl     build_crictl
   step containerd build_containerd   # also ctr and containerd-shim-runc-v2
+  node_steps
 
   verify "$stage"
+  verify_node "$stage"
   {
     echo "key=$key"
     echo "go=$goversion"
@@ -146,6 +160,29 @@ build_all() {
   } >"$stage/VERSIONS"
   # Atomic publish: the final dir appears only once everything is built.
   mv -T "$stage" "$bindir"
+  rm -f "$work/timings"
+  log "done in $(elapsed "$t_all")s: $bindir"
+}
+
+node_steps() {
+  local b
+  for b in "${NODE_BINS[@]}"; do step "$b" build_k8s "$b"; done
+}
+
+# A published dir from before NODE_BINS existed: build those into it. Each binary
+# is renamed into place only when built (gobuild), so no half-written file is ever
+# seen; the dir counts as complete once the last one lands.
+fill_node() {
+  local work="$cache_root/.work/$key"
+  local stage="$bindir"
+  mkdir -p "$work"
+  local t_all
+  t_all=$(now)
+  log "adding ${NODE_BINS[*]} to $bindir"
+  rm -f "$work/timings"
+  node_steps
+  verify_node "$stage"
+  cat "$work/timings" >>"$stage/VERSIONS"
   rm -f "$work/timings"
   log "done in $(elapsed "$t_all")s: $bindir"
 }
@@ -203,8 +240,11 @@ for r in json.load(sys.stdin).get("Replace") or []:
     echo ")"
   } >"$dir/go.mod"
   log "k8s wrapper: $(grep -c '=>' "$dir/go.mod") staging replaces -> $staging_ver"
-  (cd "$dir" && go get "k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" \
-                         "k8s.io/kubernetes/cmd/kubectl@$K8S_VERSION") >&2
+  local c cmds=()
+  for c in kube-apiserver kubectl "${NODE_BINS[@]}"; do
+    cmds+=("k8s.io/kubernetes/cmd/$c@$K8S_VERSION")
+  done
+  (cd "$dir" && go get "${cmds[@]}") >&2
   touch "$dir/.ready"
 }
 
@@ -295,6 +335,14 @@ verify() {
   out=$("$d/ctr" --version)
   [[ "$out" == *"$CONTAINERD_VERSION"* ]] || { log "ctr --version: $out"; return 1; }
   log "versions verified"
+}
+
+verify_node() {
+  local d=$1 b out
+  for b in "${NODE_BINS[@]}"; do
+    out=$("$d/$b" --version 2>&1)
+    [[ "$out" == "Kubernetes $K8S_VERSION" ]] || { log "$b --version: $out"; return 1; }
+  done
 }
 
 # ---- optional smoke test (--check) ---------------------------------------------

@@ -203,8 +203,19 @@ class KubectlError(subprocess.CalledProcessError):
 class ControlPlane:
     """etcd + kube-apiserver on free loopback ports, state and logs under `workdir`."""
 
-    def __init__(self, workdir: Path, *, etcd: Path, apiserver: Path, kubectl: Path) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        etcd: Path,
+        apiserver: Path,
+        kubectl: Path,
+        apiserver_flags: Mapping[str, str | None] | None = None,
+    ) -> None:
         self.workdir = workdir
+        # Replaces (or with None, drops) kube-apiserver flags by name: a real node needs
+        # Node authorization, the ServiceAccount admission plugin and a non-loopback bind.
+        self.apiserver_flags = dict(apiserver_flags or {})
         self.etcd_bin = etcd
         self.apiserver_bin = apiserver
         self.kubectl_bin = kubectl
@@ -308,25 +319,26 @@ class ControlPlane:
         return client_url
 
     def _start_apiserver(self, etcd_url: str, deadline: float) -> None:
+        flags = {
+            "etcd-servers": etcd_url,
+            "cert-dir": str(self.pki / "serving"),
+            "secure-port": str(self.port),
+            # Otherwise it advertises the default route's address.
+            "bind-address": "127.0.0.1",
+            "advertise-address": "127.0.0.1",
+            "authorization-mode": "RBAC",
+            "service-cluster-ip-range": SERVICE_CIDR,
+            "service-account-issuer": SERVICE_ACCOUNT_ISSUER,
+            "service-account-key-file": str(self.pki / "sa.pub"),
+            "service-account-signing-key-file": str(self.pki / "sa.key"),
+            "client-ca-file": str(self.pki / "ca.crt"),
+            # No controller-manager creates the default ServiceAccount it would require.
+            "disable-admission-plugins": "ServiceAccount",
+        } | self.apiserver_flags
         apiserver = self._spawn(
             "kube-apiserver",
-            [
-                str(self.apiserver_bin),
-                f"--etcd-servers={etcd_url}",
-                f"--cert-dir={self.pki / 'serving'}",
-                f"--secure-port={self.port}",
-                # Otherwise it advertises the default route's address.
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
-                "--authorization-mode=RBAC",
-                f"--service-cluster-ip-range={SERVICE_CIDR}",
-                f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
-                f"--service-account-key-file={self.pki / 'sa.pub'}",
-                f"--service-account-signing-key-file={self.pki / 'sa.key'}",
-                f"--client-ca-file={self.pki / 'ca.crt'}",
-                # No controller-manager creates the default ServiceAccount it would require.
-                "--disable-admission-plugins=ServiceAccount",
-            ],
+            [str(self.apiserver_bin)]
+            + [f"--{name}={value}" for name, value in flags.items() if value is not None],
         )
         context = ssl.create_default_context(cafile=self.pki / "ca.crt")
         context.load_cert_chain(self.pki / "admin.crt", self.pki / "admin.key")

@@ -1,0 +1,399 @@
+"""The install path as users run it: `helm install` of the chart into a real single-node
+cluster (tests/testkit/realnode.py), with the image hack/build-image.sh builds imported
+into the node's containerd 2.x. The operator Deployment and the agent DaemonSet run as
+pods on the real kubelet, next to real workloads the kubelet started.
+
+The tests run in file order and share the node: the release first, then an Enforce run
+over the workloads, what the run left in the agent's log, a kubelet restart and an agent
+pod deletion, and last `helm upgrade` to another image tag."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+import imageprune
+from imageprune.api import names
+from testkit import binaries, chart, oci, realnode
+from testkit import cluster as cluster_kit
+from testkit import image as image_kit
+from testkit.containerd import SANDBOX_IMAGE
+
+pytestmark = pytest.mark.e2e
+_T = TypeVar("_T")
+
+NAMESPACE = "imageprune-system"
+RELEASE = "imageprune"
+POLICY = "real-node"
+REGISTRY = "registry.imageprune.test"
+# What the kubelet runs, and what nothing uses.
+WORKLOADS = {
+    "web": f"{REGISTRY}/real/web:1",
+    "job": f"{REGISTRY}/real/job:1",
+    "crash": f"{REGISTRY}/real/crash:1",
+}
+UNUSED = (f"{REGISTRY}/real/old:1", f"{REGISTRY}/real/old:2")
+
+
+@pytest.fixture(scope="module", params=["2.x", "1.6"])
+def node(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[realnode.RealNode]:
+    """The node on each containerd flavour in turn (1.6 never reports pinned images)."""
+    archive = image_kit.build()
+    workdir = tmp_path_factory.mktemp("real-node")
+    with realnode.running(workdir, flavour=request.param) as started:
+        started.runtime.import_image(archive)
+        yield started
+
+
+def values(node: realnode.RealNode) -> dict[str, Any]:
+    """The chart's defaults, except where this node differs from a stock one: its
+    runtime's socket and root, a state dir of its own, and no registry to pull from."""
+    return {
+        "image": {"pullPolicy": "Never"},
+        # The CRD upgrade hook's kubectl image cannot be pulled here; install needs none.
+        "crds": {"upgrade": False},
+        "operator": {"interval": 1},
+        "agent": {
+            "runtime": {"socketPath": str(node.runtime.socket)},
+            "imageFilesystem": str(node.runtime.dir / "root"),
+            "stateDir": str(node.workdir / "imageprune-state"),
+            "usageInterval": "2s",
+        },
+    }
+
+
+@pytest.fixture(scope="module")
+def release(node: realnode.RealNode) -> Iterator[chart.Helm]:
+    plane = node.plane
+    helm = chart.Helm(
+        binaries.require_binary("helm"),
+        node.workdir,
+        plane.kubeconfig_path,
+    )
+    # As docs/install.md says: the agent's hostPath volumes need the privileged level.
+    plane.kubectl("create", "namespace", NAMESPACE)
+    plane.kubectl("label", "namespace", NAMESPACE, "pod-security.kubernetes.io/enforce=privileged")
+    helm.run(
+        "install",
+        RELEASE,
+        str(chart.CHART),
+        f"--namespace={NAMESPACE}",
+        helm.values_file(values(node)),
+        "--wait",
+        "--timeout=180s",
+        timeout=240,
+    )
+    # helm's --wait counts a DaemonSet done with maxUnavailable pods not ready yet.
+    for component in ("operator", "agent"):
+        cluster_kit.wait_for(
+            f"the {component} pod Ready",
+            lambda c=component: [p for p in pods(node, c) if ready(p)],  # type: ignore[misc]
+            timeout=180,
+        )
+    yield helm
+    plane.kubectl("delete", "ipp", "--all", "--wait", "--timeout=60s", check=False)
+    helm.run("uninstall", RELEASE, f"--namespace={NAMESPACE}", "--wait", check=False)
+
+
+def pods(node: realnode.RealNode, component: str) -> list[dict[str, Any]]:
+    selector = f"app.kubernetes.io/component={component}"
+    items: list[dict[str, Any]] = node.plane.get("pods", "-n", NAMESPACE, "-l", selector)["items"]
+    return items
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    conditions = pod.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+
+def test_chart_pods_run_ready_on_the_real_kubelet(
+    node: realnode.RealNode, release: chart.Helm
+) -> None:
+    (operator,) = pods(node, "operator")
+    (agent,) = pods(node, "agent")
+    for pod, account in ((operator, "imageprune-operator"), (agent, "imageprune-agent")):
+        assert ready(pod), pod["status"]
+        assert pod["spec"]["nodeName"] == realnode.NODE_NAME
+        assert pod["spec"]["serviceAccountName"] == account
+        assert not pod["spec"].get("hostNetwork")
+        for container in [*pod["spec"]["containers"], *pod["spec"].get("initContainers", [])]:
+            assert not container["securityContext"].get("privileged"), container["name"]
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    # The admission policies are in force (the agent's writes pass them below).
+    bindings = node.plane.get("validatingadmissionpolicybindings")["items"]
+    assert len(bindings) == 2, bindings
+
+
+def _agent_process_status(node: realnode.RealNode) -> dict[str, str]:
+    """/proc/<pid>/status of the process the kubelet started for the agent container."""
+    (agent,) = pods(node, "agent")
+    (status,) = agent["status"]["containerStatuses"]
+    container_id = status["containerID"].removeprefix("containerd://")
+    info = node.runtime.ctr("tasks", "ls").stdout.splitlines()
+    pid = next(line.split()[1] for line in info if line.startswith(container_id))
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+
+
+def test_agent_runs_unprivileged(node: realnode.RealNode, release: chart.Helm) -> None:
+    status = _agent_process_status(node)
+    assert status["Uid"].split()[0] == str(image_kit.USER)
+    assert status["CapEff"] == "0000000000000000"
+    assert status["NoNewPrivs"] == "1"
+    assert status["Seccomp"] == "2"  # filter mode: RuntimeDefault
+
+
+def _apply(node: realnode.RealNode, manifest: dict[str, Any]) -> None:
+    node.plane.kubectl("apply", "-f", "-", stdin=json.dumps(manifest))
+
+
+def _workloads(node: realnode.RealNode) -> None:
+    """A Deployment, a Job that completes and a pod in CrashLoopBackOff, all on images
+    only the node has (imagePullPolicy Never)."""
+
+    def container(name: str, command: list[str]) -> dict[str, Any]:
+        return {
+            "name": name,
+            "image": WORKLOADS[name],
+            "imagePullPolicy": "Never",
+            "command": command,
+        }
+
+    labels = {"app": "web"}
+    _apply(
+        node,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [container("web", ["/bin/busybox", "sleep", "3600"])],
+                        "terminationGracePeriodSeconds": 0,
+                    },
+                },
+            },
+        },
+    )
+    _apply(
+        node,
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "job", "namespace": "default"},
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [container("job", ["/bin/busybox", "true"])],
+                        "restartPolicy": "Never",
+                    }
+                }
+            },
+        },
+    )
+    _apply(
+        node,
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "crash", "namespace": "default"},
+            "spec": {"containers": [container("crash", ["/bin/busybox", "false"])]},
+        },
+    )
+
+
+def _crash_looping(node: realnode.RealNode) -> bool:
+    """The kubelet keeps restarting it, with back-off: the status says CrashLoopBackOff
+    while it waits, but may still show the last exit until the next update, so a second
+    restart counts as well."""
+    pod = node.plane.get("pod", "crash", "-n", "default")
+    for status in pod.get("status", {}).get("containerStatuses", []):
+        waiting = status.get("state", {}).get("waiting", {})
+        if waiting.get("reason") == "CrashLoopBackOff" or status.get("restartCount", 0) >= 2:
+            return True
+    return False
+
+
+def _diagnostics(node: realnode.RealNode) -> str:
+    """What a failed wait shows: the pods, the tasks and the chart's logs."""
+    plane = node.plane
+    parts = [plane.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout]
+    parts.append(plane.kubectl("describe", "pods", "-n", "default", check=False).stdout[-4000:])
+    parts.append(plane.kubectl("get", "ipp,ipt", "-o", "yaml", check=False).stdout[-3000:])
+    for component in ("operator", "agent"):
+        logs = plane.kubectl(
+            "logs",
+            "-n",
+            NAMESPACE,
+            "-l",
+            f"app.kubernetes.io/component={component}",
+            "--tail=30",
+            check=False,
+        )
+        parts.append(f"{component} log:\n{logs.stdout}{logs.stderr}")
+    return "\n".join(parts)
+
+
+def _wait(node: realnode.RealNode, what: str, probe: Callable[[], _T | None]) -> _T:
+    """cluster_kit.wait_for, with the cluster's state in the error."""
+    try:
+        return cluster_kit.wait_for(what, probe, timeout=180)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{_diagnostics(node)}") from None
+
+
+def test_enforce_run_keeps_the_workloads_images(
+    node: realnode.RealNode, release: chart.Helm
+) -> None:
+    runtime = node.runtime
+    runtime.add_images(*(oci.ImageSpec(repo_tags=(ref,)) for ref in (*WORKLOADS.values(), *UNUSED)))
+    _workloads(node)
+    plane = node.plane
+    plane.kubectl("rollout", "status", "deployment/web", "--timeout=120s", timeout=150)
+    plane.kubectl("wait", "--for=condition=Complete", "job/job", "--timeout=120s", timeout=150)
+    _wait(node, "the crash pod in CrashLoopBackOff", lambda: _crash_looping(node))
+    unused_ids = {runtime.image_id_of(ref) for ref in UNUSED}
+
+    _apply(node, cluster_kit.policy(POLICY, mode="Enforce", unusedFor="0s"))
+    run = _wait(
+        node,
+        "the enforced run",
+        lambda: (
+            (r := cluster_kit.status(plane, POLICY).get("run") or {}).get("completionTime") and r
+        ),
+    )
+
+    assert run["nodes"]["succeeded"] == 1, run
+    assert run["imagesRemoved"] == len(UNUSED), run
+    for image_id in unused_ids:
+        runtime.wait_image(image_id, present=False)
+    for ref in (*WORKLOADS.values(), SANDBOX_IMAGE, image_kit.REF):
+        assert runtime.image_id_of(ref), ref
+    (task,) = cluster_kit.tasks(plane, POLICY).values()
+    report = task["status"]["report"]
+    assert report["dryRun"] is False
+    assert report["removedImages"] == len(UNUSED)
+    table = plane.kubectl("get", "ipp", POLICY).stdout
+    assert "Enforce" in table, table
+
+
+def test_agent_log_has_the_runs_structured_log(
+    node: realnode.RealNode, release: chart.Helm
+) -> None:
+    run_id = cluster_kit.status(node.plane, POLICY)["run"]["id"]
+    (agent,) = pods(node, "agent")
+    logs = node.plane.kubectl(
+        "logs", "-n", NAMESPACE, agent["metadata"]["name"], "-c", "agent"
+    ).stdout
+    records = [json.loads(line) for line in logs.splitlines() if line.startswith("{")]
+    about_run = [r for r in records if run_id in json.dumps(r)]
+    assert about_run, logs[-4000:]
+
+
+def _state(node: realnode.RealNode, name: str) -> Any:
+    """A file of the agent's state dir (a hostPath), as the node's disk has it."""
+    return json.loads((node.workdir / "imageprune-state" / name).read_text())
+
+
+def _agent_log(node: realnode.RealNode, pod: str) -> str:
+    return node.plane.kubectl("logs", "-n", NAMESPACE, pod, "-c", "agent", check=False).stdout
+
+
+def test_kubelet_restart_and_agent_pod_deletion_keep_records_and_run_once(
+    node: realnode.RealNode, release: chart.Helm
+) -> None:
+    plane = node.plane
+    usage_before = _state(node, "usage.json")["images"]
+    ledger_before = _state(node, "agent-runs.json")
+    run_before = cluster_kit.status(plane, POLICY)["run"]
+    (task_before,) = cluster_kit.tasks(plane, POLICY).values()
+    assert usage_before
+    assert ledger_before
+
+    node.restart_kubelet()
+    (old,) = pods(node, "agent")
+    plane.kubectl("delete", "pod", "-n", NAMESPACE, old["metadata"]["name"], "--wait")
+    (new,) = _wait(
+        node,
+        "the DaemonSet's new agent pod Ready",
+        lambda: [p for p in pods(node, "agent") if ready(p) and p["metadata"] != old["metadata"]],
+    )
+    usage_file = node.workdir / "imageprune-state" / "usage.json"
+    written = usage_file.stat().st_mtime_ns
+    # The new agent has listed the tasks and recorded usage since it started.
+    _wait(
+        node,
+        "the new agent to list the tasks",
+        lambda: "imageprunetasks: 1 objects" in _agent_log(node, new["metadata"]["name"]),
+    )
+    _wait(node, "a usage pass of the new agent", lambda: usage_file.stat().st_mtime_ns != written)
+
+    usage_after = _state(node, "usage.json")["images"]
+    present = node.runtime.image_ids()
+    kept = [i for i in usage_before if i in present]
+    assert kept
+    for image_id in kept:
+        assert usage_after[image_id]["firstSeen"] == usage_before[image_id]["firstSeen"]
+    assert _state(node, "agent-runs.json") == ledger_before
+    assert cluster_kit.status(plane, POLICY)["run"]["id"] == run_before["id"]
+    (task_after,) = cluster_kit.tasks(plane, POLICY).values()
+    assert task_after["status"]["runId"] == task_before["status"]["runId"]
+    assert task_after["status"]["completionTime"] == task_before["status"]["completionTime"]
+
+
+def test_helm_upgrade_to_a_new_tag_rolls_the_agent_and_the_next_run_works(
+    node: realnode.RealNode, release: chart.Helm
+) -> None:
+    plane = node.plane
+    tag = f"{imageprune.__version__}-upgrade"
+    node.runtime.ctr("images", "tag", image_kit.REF, image_kit.REF.rsplit(":", 1)[0] + f":{tag}")
+    (old,) = pods(node, "agent")
+    usage_before = _state(node, "usage.json")["images"]
+    run_before = cluster_kit.status(plane, POLICY)["run"]["id"]
+
+    release.run(
+        "upgrade",
+        RELEASE,
+        str(chart.CHART),
+        f"--namespace={NAMESPACE}",
+        "--reuse-values",
+        f"--set=image.tag={tag}",
+        "--wait",
+        "--timeout=180s",
+        timeout=240,
+    )
+    (new,) = _wait(
+        node,
+        "the agent pod of the new tag Ready",
+        lambda: [
+            p
+            for p in pods(node, "agent")
+            if ready(p) and p["spec"]["containers"][0]["image"].endswith(f":{tag}")
+        ],
+    )
+    assert new["metadata"]["uid"] != old["metadata"]["uid"]
+
+    plane.kubectl("annotate", "ipp", POLICY, "--overwrite", f"{names.RUN_NOW_ANNOTATION}=upgraded")
+    run = _wait(
+        node,
+        "a run after the upgrade",
+        lambda: (
+            (r := cluster_kit.status(plane, POLICY).get("run") or {}).get("completionTime")
+            and r["id"] != run_before
+            and r
+        ),
+    )
+    assert run["nodes"]["succeeded"] == 1, run
+    usage_after = _state(node, "usage.json")["images"]
+    present = node.runtime.image_ids()
+    for image_id in (i for i in usage_before if i in present):
+        assert usage_after[image_id]["firstSeen"] == usage_before[image_id]["firstSeen"]
