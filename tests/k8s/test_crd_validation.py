@@ -111,6 +111,8 @@ INVALID: list[tuple[str, Any, str, str]] = [
     ("concurrent-no-percent-sign", {"rollout": {"maxConcurrentNodes": "3"}},
      "spec.rollout.maxConcurrentNodes",
      "must be a node count of at least 1 or a percent from 1% to 100%"),
+    ("node-timeout-word", {"rollout": {"nodeTimeout": "soon"}}, "spec.rollout.nodeTimeout",
+     "must be a duration"),
     ("failed-negative", {"rollout": {"maxFailedNodes": -1}}, "spec.rollout.maxFailedNodes",
      "must be a node count of at least 0 or a percent from 0% to 100%"),
 ]  # fmt: skip
@@ -148,7 +150,7 @@ def test_an_empty_spec_gets_the_safe_defaults(kube_control_plane: ControlPlane) 
         "sandboxImages": list(selection.DEFAULT_SANDBOX_IMAGES),
         "mode": "DryRun",
         "suspend": False,
-        "rollout": {"maxConcurrentNodes": "25%", "maxFailedNodes": 0},
+        "rollout": {"maxConcurrentNodes": "25%", "maxFailedNodes": 0, "nodeTimeout": "1h"},
     }
 
 
@@ -165,7 +167,7 @@ def test_explicit_values_are_kept_over_defaults(kube_control_plane: ControlPlane
     assert spec["unusedFor"] == "0"
     assert spec["sandboxImages"] == []
     assert spec["mode"] == "Enforce"
-    assert spec["rollout"] == {"maxConcurrentNodes": 1, "maxFailedNodes": 0}
+    assert spec["rollout"] == {"maxConcurrentNodes": 1, "maxFailedNodes": 0, "nodeTimeout": "1h"}
 
 
 # Edges of every rule above, on the accepted side.
@@ -178,8 +180,9 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     ("keep-edges", {"keepLatestPerRepository": 1000}),
     ("macro", {"schedule": "@daily", "timeZone": "America/Argentina/Buenos_Aires"}),
     ("cron", {"schedule": "*/15 0-6 * * MON-FRI", "timeZone": "Etc/GMT+5"}),
-    ("percents", {"rollout": {"maxConcurrentNodes": "100%", "maxFailedNodes": "0%"}}),
-    ("counts", {"rollout": {"maxConcurrentNodes": 1, "maxFailedNodes": 5}}),
+    ("percents", {"rollout": {"maxConcurrentNodes": "100%", "maxFailedNodes": "0%",
+                              "nodeTimeout": "90m"}}),
+    ("counts", {"rollout": {"maxConcurrentNodes": 1, "maxFailedNodes": 5, "nodeTimeout": "2h"}}),
     ("selector", {"nodeSelector": {
         "matchLabels": {"kubernetes.io/os": "linux", "gpu": ""},
         "matchExpressions": [
