@@ -195,6 +195,13 @@ def _register_login(
         handed.append(identity)
         return connection_info(target, identity)
 
+    @kopf.on.cleanup(id="release-stop-flag", registry=registry)
+    async def release(**_: Any) -> None:
+        """kopf waits for a threading.Event in an executor thread: left unset, that thread
+        outlives the operator, and the event loop's close waits for it for ever (SIGTERM
+        would end in SIGKILL)."""
+        stop.set()
+
 
 def connection_info(target: kube_config.Target, identity: auth.Identity) -> kopf.ConnectionInfo:
     cluster, user = target.cluster, target.user
