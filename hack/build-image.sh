@@ -41,8 +41,8 @@ base_args=(
 
 log() { echo "build-image: $*" >&2; }
 key() { sha256sum | cut -c1-16; }
-for tool in buildah mmdebstrap flock; do
-  command -v "$tool" >/dev/null || { log "$tool is missing: apt-get install buildah mmdebstrap"; exit 2; }
+for tool in buildah mmdebstrap flock strip; do
+  command -v "$tool" >/dev/null || { log "$tool is missing: apt-get install buildah mmdebstrap binutils"; exit 2; }
 done
 [[ -r $sources ]] || { log "no apt sources at $sources: set IMAGEPRUNE_APT_SOURCES"; exit 2; }
 # A hash of the files under the given paths (bytecode left out).
@@ -78,7 +78,7 @@ requirements=$(python3 -c '
 import tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))
 print("\n".join([*project["build-system"]["requires"], *project["project"]["dependencies"]]))')
-wheels_key=$(printf '%s\n' "$requirements" "$python_version" "$arch" | key)
+wheels_key=$({ printf '%s\n' "$requirements" "$python_version" "$arch"; cat hack/strip_wheels.py; } | key)
 wheels=$cache/wheelhouse-$wheels_key
 if [[ ! -d $wheels ]]; then
   log "wheelhouse for Python $python_version on $arch"
@@ -89,6 +89,7 @@ if [[ ! -d $wheels ]]; then
   python3 -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
     --python-version "$python_version" --implementation cp --abi "cp${python_version/./}" \
     "${platforms[@]}" --dest "$tmp/wheels" "${reqs[@]}" >&2
+  python3 hack/strip_wheels.py "$tmp/wheels"/*.whl
   mv "$tmp/wheels" "$wheels"
 fi
 
