@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from testkit import binaries, crds
+from testkit import agent, binaries, crds
 from testkit.kube import ControlPlane, KubectlError
 
 CHART = binaries.REPO_ROOT / "charts" / "imageprune"
@@ -154,26 +154,7 @@ def delete_crds(plane: ControlPlane) -> None:
 
 def token_kubeconfig(plane: ControlPlane, name: str, token: str) -> Path:
     """A kubeconfig that authenticates with `token`, as a pod's service account does."""
-    path = plane.workdir / f"token-{name}.kubeconfig"
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "c",
-                "cluster": {
-                    "server": plane.server,
-                    "certificate-authority": str(plane.pki / "ca.crt"),
-                },
-            }
-        ],
-        "users": [{"name": name, "user": {"token": token}}],
-        "contexts": [{"name": name, "context": {"cluster": "c", "user": name}}],
-        "current-context": name,
-    }
-    path.write_text(json.dumps(config))
-    path.chmod(0o600)
-    return path
+    return agent.kubeconfig(plane, f"token-{name}", {"token": token})
 
 
 def service_account_token(
