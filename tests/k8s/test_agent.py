@@ -16,7 +16,7 @@ from testkit import oci
 from testkit.agent import (
     AgentProcess,
     admin_token,
-    bind_agent_role,
+    bind_cluster_role,
     condition,
     create_task,
     exec_plugin_kubeconfig,
@@ -326,7 +326,7 @@ def test_a_service_account_token_with_the_agents_role_is_enough(
     # Without its role the agent says why, and keeps trying.
     agent.wait_until("a 403 in the log", lambda: "HTTP 403 Forbidden" in agent.log_text())
     assert image.id in containerd.image_ids()
-    bind_agent_role(plane, account)
+    bind_cluster_role(plane, account)
 
     task = wait_for_run(plane, agent, name, "r1")
     assert condition(task, "Ready") == ("True", "Succeeded")
@@ -341,7 +341,7 @@ def test_the_agent_follows_its_rotated_token_file(
     containerd = containerd_factory("1.6")
     node, account = _unique("node"), _unique("agent")
     plane.kubectl("create", "serviceaccount", account, "-n", "default")
-    bind_agent_role(plane, account)
+    bind_cluster_role(plane, account)
 
     def bound_token(secret: str) -> str:
         plane.kubectl("create", "secret", "generic", secret, "-n", "default")

@@ -5,7 +5,6 @@ it through CRI as the chart runs them, against the real kube-apiserver."""
 from __future__ import annotations
 
 import http.client
-import json
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,7 @@ import pytest
 
 from imageprune_cri._pb import api_pb2
 from testkit import cluster, image, oci
-from testkit.agent import AGENT_RULES, condition, create_task, get_task
+from testkit.agent import AGENT_RULES, bind_cluster_role, condition, create_task, get_task
 from testkit.cluster import wait_for
 from testkit.containerd import ContainerdNode, Factory
 from testkit.kube import ControlPlane
@@ -87,20 +86,7 @@ def _pod(
     node_name = f"node-{uuid.uuid4().hex[:8]}"
     account = f"sa-{node_name}"
     token_dir = image.service_account(plane, account, workdir)
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": account},
-        "rules": rules,
-    }
-    plane.kubectl("apply", "-f", "-", stdin=json.dumps(role))
-    plane.kubectl(
-        "create",
-        "clusterrolebinding",
-        account,
-        f"--clusterrole={account}",
-        f"--serviceaccount=default:{account}",
-    )
+    bind_cluster_role(plane, account, rules)
     image.grant_socket(node, SOCKET_GROUP)
     return image.ImagePod(
         node,

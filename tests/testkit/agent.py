@@ -239,12 +239,12 @@ AGENT_RULES = [
 
 def service_account_kubeconfig(plane: kube.ControlPlane, name: str, *, bind: bool) -> Path:
     """A kubeconfig with the bearer token of a new ServiceAccount `name` (as a pod's
-    would be), granted the agent's ClusterRole when `bind` (see bind_agent_role)."""
+    would be), granted the agent's ClusterRole when `bind` (see bind_cluster_role)."""
     plane.kubectl("create", "serviceaccount", name, "-n", "default")
     token = plane.kubectl("create", "token", name, "-n", "default").stdout.strip()
     path = kubeconfig(plane, name, {"token": token})
     if bind:
-        bind_agent_role(plane, name)
+        bind_cluster_role(plane, name)
     return path
 
 
@@ -306,13 +306,16 @@ def exec_plugin_kubeconfig(
     return kubeconfig(plane, name, user)
 
 
-def bind_agent_role(plane: kube.ControlPlane, name: str) -> None:
-    """The least the agent needs: read its tasks, write their status."""
+def bind_cluster_role(
+    plane: kube.ControlPlane, name: str, rules: Sequence[Mapping[str, object]] = AGENT_RULES
+) -> None:
+    """A ClusterRole `name` of exactly `rules` (by default the least the agent needs: read
+    its tasks, write their status), bound to the ServiceAccount `name` in default."""
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
         "metadata": {"name": name},
-        "rules": AGENT_RULES,
+        "rules": list(rules),
     }
     plane.kubectl("apply", "-f", "-", stdin=json.dumps(role))
     plane.kubectl(
