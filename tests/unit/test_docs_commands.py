@@ -5,8 +5,8 @@ every resource named as kind/name is in the rendered manifests, and every YAML b
 (an ImagePrunePolicy with the operator's and the node's parsers). A command shown failing
 (a console block whose output starts with `Error:`) must fail these checks.
 
-docs/benchmarks.md, docs/plugin.md and docs/demo.md are their owners' to check (their
-tools are tested by their own suites); tests/k8s/test_samples.py applies every sample."""
+Which docs: testkit/docblocks.py. tests/k8s/test_samples.py applies every sample and every
+policy the docs show to a real apiserver."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ import dataclasses
 import re
 import shlex
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 
 import pytest
 import yaml
@@ -26,15 +25,11 @@ from imageprune.cli import flags
 from imageprune.cli import main as cli_main
 from imageprune.cluster import main as cluster_main
 from imageprune.policy import selection
+from testkit import binaries, docblocks
 
 pytestmark = pytest.mark.unit
 
-ROOT = Path(__file__).resolve().parents[2]
-NOT_OURS = {"benchmarks.md", "plugin.md", "demo.md"}
-DOCS = [
-    ROOT / "README.md",
-    *(p for p in sorted((ROOT / "docs").glob("*.md")) if p.name not in NOT_OURS),
-]
+ROOT = binaries.REPO_ROOT
 SHELL = {"sh", "bash", "console"}
 SUBCOMMANDS = {"images", "prune", "operator", "agent"}
 CHART = ROOT / "charts" / "imageprune"
@@ -46,22 +41,6 @@ class Command:
     tokens: list[str]
     copied: bool = True  # in a code block (run as is), not an inline mention
     fails: bool = False  # shown with an error as its output
-
-
-@dataclasses.dataclass(frozen=True)
-class Block:
-    where: str
-    lang: str
-    text: str
-
-
-def blocks() -> Iterator[Block]:
-    fence = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
-    for doc in DOCS:
-        text = doc.read_text()
-        for match in fence.finditer(text):
-            line = text.count("\n", 0, match.start()) + 1
-            yield Block(f"{doc.name}:{line}", match.group(1), match.group(2))
 
 
 def _tokens(line: str) -> list[str]:
@@ -76,7 +55,7 @@ def _tokens(line: str) -> list[str]:
 
 
 def commands() -> Iterator[Command]:
-    for block in blocks():
+    for block in docblocks.blocks():
         if block.lang not in SHELL:
             continue
         lines = block.text.replace("\\\n", " ").splitlines()
@@ -90,7 +69,7 @@ def commands() -> Iterator[Command]:
             elif tokens := _tokens(line):
                 yield Command(block.where, tokens)
     inline = re.compile(r"`(imageprune [^`]+)`")
-    for doc in DOCS:
+    for doc in docblocks.DOCS:
         for match in inline.finditer(doc.read_text()):
             tokens = _tokens(match.group(1))
             if len(tokens) > 1 and (tokens[1] in SUBCOMMANDS or tokens[1].startswith("--")):
@@ -230,9 +209,9 @@ def test_a_wrong_flag_or_value_is_caught() -> None:
 
 
 @pytest.mark.parametrize(
-    "block", [b for b in blocks() if b.lang == "yaml"], ids=lambda block: block.where
+    "block", [b for b in docblocks.blocks() if b.lang == "yaml"], ids=lambda block: block.where
 )
-def test_yaml_block(block: Block) -> None:
+def test_yaml_block(block: docblocks.Block) -> None:
     documents = [d for d in yaml.safe_load_all(block.text) if d is not None]
     assert documents
     for document in documents:
