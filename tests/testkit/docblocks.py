@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +17,8 @@ DOCS = [
     REPO_ROOT / "README.md",
     *(p for p in sorted((REPO_ROOT / "docs").glob("*.md")) if p.name not in NOT_CHECKED_HERE),
 ]
-_FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+# Fences may be indented (a block inside a list item); the block's text is dedented.
+_FENCE = re.compile(r"^( *)```(\w*)\n(.*?)^\1```", re.MULTILINE | re.DOTALL)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -31,4 +33,4 @@ def blocks(docs: list[Path] = DOCS) -> Iterator[Block]:
         text = doc.read_text()
         for match in _FENCE.finditer(text):
             line = text.count("\n", 0, match.start()) + 1
-            yield Block(f"{doc.name}:{line}", match.group(1), match.group(2))
+            yield Block(f"{doc.name}:{line}", match.group(2), textwrap.dedent(match.group(3)))

@@ -164,8 +164,19 @@ def check_resources(command: Command) -> list[str]:
     return problems
 
 
+def _in_pod(command: Command) -> Command | None:
+    """`kubectl exec POD -- imageprune ...`: the command run in the pod."""
+    tokens = command.tokens
+    if tokens[0] != "kubectl" or "exec" not in tokens or "--" not in tokens:
+        return None
+    inner = tokens[tokens.index("--") + 1 :]
+    return dataclasses.replace(command, tokens=inner, copied=False) if inner else None
+
+
 def problems(command: Command) -> list[str]:
     found = check_paths(command) + check_resources(command)
+    if inner := _in_pod(command):
+        found += problems(inner)
     if command.tokens[0] == "imageprune":
         found += check_imageprune(command)
     if command.tokens[0] == "helm":
@@ -206,6 +217,7 @@ def test_a_wrong_flag_or_value_is_caught() -> None:
     assert check_paths(Command("t", ["kubectl", "apply", "-f", "deploy/samples/nope.yaml"]))
     assert check_helm_values(Command("t", ["helm", "install", "--set", "agent.nope=1"]))
     assert check_resources(Command("t", ["kubectl", "logs", "daemonset/nope"]))
+    assert problems(Command("t", ["kubectl", "exec", "p", "--", "imageprune", "images", "--x"]))
 
 
 @pytest.mark.parametrize(
