@@ -1,0 +1,98 @@
+"""Where a run asked for with the run-now annotation stands, from the policy alone
+(docs/protocol.md, "A run, step by step"): the operator writes `status.run` first, then
+records the annotation value it acted on in `run-now-handled`. So once our value is
+recorded, the run in the status is ours if it is a new RunNow run; if it is not, the
+operator ignored the request (a suspended policy: RunNowIgnored)."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from imageprune.api import names
+from imageprune.plugin import nodes, output
+
+
+class Phase(enum.StrEnum):
+    WAITING = "Waiting"  # the operator has not acted on the request yet
+    IGNORED = "Ignored"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"  # completed with failed nodes
+    PAUSED = "Paused"  # the rollout stopped: too many failures, or suspended mid-run
+
+    @property
+    def final(self) -> bool:
+        return self not in (Phase.WAITING, Phase.RUNNING)
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    phase: Phase
+    run: Mapping[str, Any]  # status.run once it is ours, else empty
+
+    def line(self) -> str:
+        """One line for people; the same line is not printed twice."""
+        if self.phase is Phase.WAITING:
+            return "waiting for the operator to start the run..."
+        if self.phase is Phase.IGNORED:
+            return "the operator ignored the request (RunNowIgnored): the policy is suspended"
+        counts = self.run.get("nodes") or {}
+        done = counts.get("succeeded", 0) + counts.get("failed", 0)
+        text = (
+            f"run {self.run.get('id')}: {done} of {counts.get('matched', 0)} nodes done "
+            f"({counts.get('succeeded', 0)} succeeded, {counts.get('failed', 0)} failed), "
+            f"{counts.get('running', 0)} running, {counts.get('pending', 0)} pending"
+        )
+        if counts.get("skipped"):
+            text += f", {counts['skipped']} skipped"
+        if self.phase is Phase.PAUSED:
+            text += f"; paused: {self.run.get('pausedReason', '')}"
+        return text
+
+
+def progress(policy: Mapping[str, Any], *, request: str, before: str | None) -> Progress:
+    """`request` is the run-now value we wrote, `before` the run id the status showed
+    before we wrote it."""
+    annotations = (policy.get("metadata") or {}).get("annotations") or {}
+    if annotations.get(names.RUN_NOW_HANDLED_ANNOTATION) != request:
+        return Progress(Phase.WAITING, {})
+    run = (policy.get("status") or {}).get("run") or {}
+    if run.get("trigger") != "RunNow" or run.get("id") == before:
+        return Progress(Phase.IGNORED, {})
+    counts = run.get("nodes") or {}
+    if run.get("completionTime"):
+        return Progress(Phase.FAILED if counts.get("failed") else Phase.SUCCEEDED, run)
+    if run.get("paused") and not counts.get("running"):
+        return Progress(Phase.PAUSED, run)
+    return Progress(Phase.RUNNING, run)
+
+
+def finished_nodes(
+    previous: Mapping[str, nodes.NodeResult], current: Sequence[nodes.NodeResult], run_id: str
+) -> list[nodes.NodeResult]:
+    """The nodes whose agent finished `run_id` since `previous` was seen."""
+    return [
+        r
+        for r in current
+        if r.run_id == run_id
+        and r.finished
+        and not (
+            (seen := previous.get(r.node)) is not None and seen.run_id == run_id and seen.finished
+        )
+    ]
+
+
+def node_line(result: nodes.NodeResult) -> str:
+    verb = "would remove" if result.dry_run else "removed"
+    line = (
+        f"  {result.node}: {result.state}, {verb} {result.removed_images} images "
+        f"({output.size(result.removed_bytes)})"
+    )
+    if result.errors:
+        line += f", {result.errors} errors"
+    if result.state != "Succeeded" and result.message:
+        line += f": {result.message}"
+    return line
