@@ -39,7 +39,9 @@ class Progress:
             return "waiting for the operator to start the run..."
         if self.phase is Phase.IGNORED:
             return "the operator ignored the request (RunNowIgnored): the policy is suspended"
-        counts = self.run.get("nodes") or {}
+        counts = self.run.get("nodes")
+        if not isinstance(counts, Mapping):  # written at the start, before any node
+            return f"run {self.run.get('id')} started"
         done = counts.get("succeeded", 0) + counts.get("failed", 0)
         text = (
             f"run {self.run.get('id')}: {done} of {counts.get('matched', 0)} nodes done "
@@ -88,11 +90,11 @@ def finished_nodes(
 def node_line(result: nodes.NodeResult) -> str:
     verb = "would remove" if result.dry_run else "removed"
     line = (
-        f"  {result.node}: {result.state}, {verb} {result.removed_images} images "
+        f"  {result.node}: {result.state}, {verb} {output.count(result.removed_images, 'image')} "
         f"({output.size(result.removed_bytes)})"
     )
     if result.errors:
-        line += f", {result.errors} errors"
+        line += f", {output.count(result.errors, 'error')}"
     if result.state != "Succeeded" and result.message:
         line += f": {result.message}"
     return line

@@ -32,6 +32,10 @@ def size(count: int) -> str:
     return quantities.format_bytes(count)
 
 
+def count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 def ago(moment: datetime.datetime | None, now: datetime.datetime) -> str:
     return "never" if moment is None else durations.format_age(now - moment)
 

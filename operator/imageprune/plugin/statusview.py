@@ -86,7 +86,7 @@ def _nodes(found: Sequence[nodes.NodeResult], now: datetime.datetime) -> str:
     text = output.table(rows)
     if total.candidates:
         text += (
-            f"Dry runs would remove {total.candidates} images "
+            f"Dry runs would remove {output.count(total.candidates, 'image')} "
             f"({output.size(total.candidate_bytes)}); not counted in the total.\n"
         )
     return text
