@@ -10,9 +10,8 @@ from typing import Any
 
 from imageprune.plugin import output
 
-PENDING = "Pending"  # released into a run the agent has not started
+PENDING = "Pending"  # released into a run the agent has not started (or never ran one)
 RUNNING = "Running"
-NEVER_RAN = "NeverRan"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,10 +77,8 @@ def _state(
 ) -> str:
     if status.get("runId") and not finished:
         return RUNNING
-    if spec.get("runId") and spec.get("runId") != status.get("runId"):
-        return PENDING  # a run is asked for; the columns still show the last one
-    if not status.get("runId"):
-        return NEVER_RAN
+    if not status.get("runId") or spec.get("runId") != status.get("runId"):
+        return PENDING  # a run is asked for; the columns still show the last one, if any
     conditions = {
         c.get("type"): c for c in status.get("conditions") or () if isinstance(c, Mapping)
     }
@@ -129,7 +126,7 @@ def totals(found: Sequence[NodeResult]) -> Totals:
     )
 
 
-_NOT_FAILED = frozenset({"Succeeded", RUNNING, PENDING, NEVER_RAN})
+_NOT_FAILED = frozenset({"Succeeded", RUNNING, PENDING})
 
 
 def _rfc3339(moment: datetime.datetime | None) -> str | None:
