@@ -156,6 +156,10 @@ def test_explain_a_removed_image_and_a_kept_one(cluster: Cluster) -> None:
     assert "kept by a rule" in kept["reason"]
     assert kept["verdicts"]["Excluded"] == 1
     assert cluster.ids[node][KEPT] in cluster.runtimes[node].image_ids()
+    text = ok(plugin(cluster.plane, "explain", POLICY, node, KEPT))
+    print(text)
+    assert "verdict: NotInReport" in text
+    assert "Excluded 1" in text
 
 
 def test_explain_names_the_nodes_when_the_node_has_no_task(cluster: Cluster) -> None:

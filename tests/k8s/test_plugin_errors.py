@@ -66,6 +66,7 @@ def test_bad_kubeconfigs_and_contexts(kube_control_plane: ControlPlane, tmp_path
         ("status", "web", "-o", "xml"),
         ("explain", "web", "node-1"),
         ("run", "web", "--timeout", "soon"),
+        ("status", "web", "--request-timeout", "0s"),
         ("frobnicate",),
     ],
 )
