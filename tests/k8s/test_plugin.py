@@ -316,6 +316,10 @@ def test_missing_permissions_name_the_verb_and_the_resource(cluster: Cluster) ->
     assert error.startswith("error: no permission: ")
     assert f'User "{account}" cannot list resource "imageprunetasks"' in error
 
+    # Without the right to list, a missing policy is only that.
+    missing = plugin(cluster.plane, "status", "nope", kubeconfig=config)
+    assert failed(missing) == "error: no ImagePrunePolicy named 'nope'"
+
     run = plugin(cluster.plane, "run", POLICY, kubeconfig=config)
     assert f'User "{account}" cannot patch resource "imageprunepolicies"' in failed(run)
 

@@ -69,7 +69,10 @@ async def policy(client: Client, name: str) -> dict[str, Any]:
     found = await call(what, _unless_404(client.get(resources.Policy, name)))
     if found is not None:
         return found
-    listed = await call("list ImagePrunePolicies", _unless_404(client.list(resources.Policy)))
+    try:
+        listed = await call("list ImagePrunePolicies", _unless_404(client.list(resources.Policy)))
+    except Failure:  # no right to list, say: the GET's 404 has said enough
+        raise Failure(f"no ImagePrunePolicy named {name!r}") from None
     if listed is None:
         raise Failure(
             f"the imageprune CRDs are not installed in this cluster (no resource "
