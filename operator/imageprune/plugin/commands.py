@@ -89,21 +89,13 @@ async def run(
             f"(kubectl imageprune status {name}). Is the operator running?"
         ) from None
     found = nodes.results(tasks.values())
+    phase = follow.progress(state, request=request, before=before).phase
     if fmt == "table":
         out.write("\n" + statusview.text(state, found, _now()))
     else:
-        progress = follow.progress(state, request=request, before=before)
-        document = {
-            "phase": progress.phase.value,
-            "runNow": request,
-            **statusview.document(state, found),
-        }
+        document = {"phase": phase.value, "runNow": request, **statusview.document(state, found)}
         out.write(output.dump(document, fmt))
-    return (
-        OK
-        if follow.progress(state, request=request, before=before).phase is (follow.Phase.SUCCEEDED)
-        else FAILED
-    )
+    return OK if phase is follow.Phase.SUCCEEDED else FAILED
 
 
 async def _follow(

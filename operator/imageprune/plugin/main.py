@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -17,7 +18,7 @@ from imageprune.kube.client import DEFAULT_TIMEOUT
 from imageprune.plugin import commands, connect, output
 from imageprune.policy import durations
 
-USAGE_ERROR, CLUSTER_ERROR, INTERRUPTED = 2, 3, 130
+OK, CLUSTER_ERROR, INTERRUPTED = 0, 3, 130  # argparse exits 2 itself
 
 _EPILOG = """\
 kubeconfig: as kubectl reads it: --kubeconfig, else $KUBECONFIG (several files merged
@@ -97,20 +98,21 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
     # The watch loop logs retries; a person sees them, a program still gets one document.
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     try:
+        args = parser().parse_args(argv)
         return asyncio.run(_command(args))
     except connect.Failure as failure:
         print(f"error: {failure}", file=sys.stderr)
         return CLUSTER_ERROR
+    except BrokenPipeError:
+        # The reader left early (`| head`): end quietly, and keep Python's exit-time
+        # flush of stdout from failing again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return OK
     except KeyboardInterrupt:
-        print(
-            "\nstopped following; anything started goes on in the cluster "
-            f"(kubectl imageprune status {args.policy})",
-            file=sys.stderr,
-        )
+        print("\nstopped; anything started goes on in the cluster", file=sys.stderr)
         return INTERRUPTED
 
 
