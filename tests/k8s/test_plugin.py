@@ -384,3 +384,22 @@ def test_kubectl_runs_it_as_a_plugin(cluster: Cluster, tmp_path: Path) -> None:
         check=False,
     )
     assert json.loads(ok(result))["policy"] == POLICY
+
+
+def test_a_run_with_a_failed_node_exits_1(cluster: Cluster) -> None:
+    """Last: it leaves the policy's last run failed. plugin-a's runtime is down, so its
+    agent fails the run (RuntimeUnavailable); with rollout.maxFailedNodes 0 the rollout
+    may pause before plugin-b, or plugin-b may have run first: a failure either way."""
+    node = NODES[0]
+    runtime = cluster.runtimes[node]
+    runtime.kill()
+    try:
+        result = plugin(cluster.plane, "run", POLICY)
+    finally:
+        runtime.start()
+    print(result.stdout)
+    assert result.returncode == 1, result.stderr + result.stdout
+    assert f"  {node}: RuntimeUnavailable, removed 0 images (0 B): " in result.stdout
+    run = cluster_kit.status(cluster.plane, POLICY)["run"]
+    assert run["nodes"]["failed"] == 1
+    assert ("; paused: " in result.stdout) == bool(run.get("paused"))
