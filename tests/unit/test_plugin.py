@@ -4,14 +4,17 @@ run-now request stands, which report entry an image names, and the printed forms
 from __future__ import annotations
 
 import datetime
+import importlib
 import json
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
 from imageprune.api import names
-from imageprune.plugin import explain, follow, nodes, output, statusview
+from imageprune.plugin import explain, follow, main, nodes, output, statusview
 
 pytestmark = pytest.mark.unit
 
@@ -230,6 +233,22 @@ def test_explain_says_what_the_report_can_prove() -> None:
     assert document["result"]["outcome"] == "Failed"
 
 
+def test_explain_text() -> None:
+    removed = explain.text(explain.explain(task("a"), "nginx:1.25"), policy="p", now=NOW)
+    assert removed == (
+        "Image nginx:1.25 on node a (policy p)\n"
+        "  run:     r1 (Schedule, Enforce), 2m ago\n"
+        "  verdict: Removed\n"
+        "  why:     removed\n"
+        f"  image:   {APP_ID} (docker.io/library/nginx:1.25, 1 MiB)\n"
+    )
+    kept = explain.text(explain.explain(task("a"), "busybox"), policy="p", now=NOW)
+    assert "  run's verdicts over all images: Excluded 1, InUse 4, Removable 2\n" in kept
+    odd = _report(results=[{"id": APP_ID, "repoTags": ["nginx:1.25"], "size": "big"}])
+    shown = explain.text(explain.explain(task("a", report=odd), APP_ID), policy="p", now=NOW)
+    assert "(nginx:1.25, size unknown)" in shown
+
+
 def test_status_text_and_document() -> None:
     body = policy(handled=None, run=_run(completionTime="2026-12-01T11:59:00Z"))
     found = nodes.results([task("node-a"), task("node-b", report=_report(dryRun=True))])
@@ -258,3 +277,11 @@ def test_status_of_a_policy_that_never_ran() -> None:
         "Policy p (Enforce)\nNo run yet\n\n"
         "No tasks: no node has been released to this policy yet.\n"
     )
+
+
+def test_the_console_script_kubectl_finds_is_the_plugin() -> None:
+    """kubectl runs `kubectl-imageprune` for `kubectl imageprune`: the name matters."""
+    root = Path(__file__).resolve().parents[2]
+    scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+    module, _, function = scripts["kubectl-imageprune"].partition(":")
+    assert getattr(importlib.import_module(module), function) is main.main

@@ -38,33 +38,10 @@ async def explain_image(
         raise connect.Failure(f"policy {name} has no task on node {node!r} (nodes: {known})")
     answer = explain.explain(chosen[0], image)
     if fmt == "table":
-        out.write(_explanation_text(name, answer))
+        out.write(explain.text(answer, policy=name, now=_now()))
     else:
         out.write(output.dump(answer.to_json(), fmt))
     return OK
-
-
-def _explanation_text(policy: str, answer: explain.Explanation) -> str:
-    node = answer.node
-    lines = [f"Image {answer.image} on node {node.node} (policy {policy})"]
-    if node.run_id:
-        finished = output.ago(node.finished, _now()) if node.finished else "not finished"
-        mode = "dry run" if node.dry_run else "Enforce"
-        lines.append(f"  run:     {node.run_id} ({node.trigger}, {mode}), {finished}")
-    lines.append(f"  verdict: {answer.verdict}")
-    lines.append(f"  why:     {answer.reason}")
-    if answer.result is not None:
-        tags = ", ".join(answer.result.get("repoTags") or ()) or "<none>"
-        size = output.size(int(answer.result.get("size") or 0))
-        lines.append(f"  image:   {answer.result.get('id')} ({tags}, {size})")
-    elif answer.kept:
-        counts = ", ".join(f"{k} {v}" for k, v in sorted(answer.kept.items()))
-        lines.append(f"  run's verdicts over all images: {counts}")
-        lines.append(
-            "  The rule that keeps an image is not stored in the report; to see it, run "
-            "`imageprune images` on the node with the policy (docs/plugin.md, explain)."
-        )
-    return "".join(line + "\n" for line in lines)
 
 
 async def run(

@@ -7,10 +7,11 @@ the report can prove, and no more."""
 from __future__ import annotations
 
 import dataclasses
+import datetime
 from collections.abc import Mapping
 from typing import Any
 
-from imageprune.plugin import nodes
+from imageprune.plugin import nodes, output
 from imageprune.policy import references
 
 # What each outcome of the node engine means for the image (node/executor.py).
@@ -80,6 +81,31 @@ def explain(task: Mapping[str, Any], image: str) -> Explanation:
             "remove, so it was kept by a rule of the policy (or was not on the node)"
         )
     return dataclasses.replace(base, verdict="NotInReport", reason=reason)
+
+
+def text(answer: Explanation, *, policy: str, now: datetime.datetime) -> str:
+    """The explanation for people."""
+    node = answer.node
+    lines = [f"Image {answer.image} on node {node.node} (policy {policy})"]
+    if node.run_id:
+        finished = output.ago(node.finished, now) if node.finished else "not finished"
+        mode = "dry run" if node.dry_run else "Enforce"
+        lines.append(f"  run:     {node.run_id} ({node.trigger}, {mode}), {finished}")
+    lines.append(f"  verdict: {answer.verdict}")
+    lines.append(f"  why:     {answer.reason}")
+    if answer.result is not None:
+        tags = ", ".join(map(str, answer.result.get("repoTags") or ())) or "<none>"
+        size = answer.result.get("size")
+        shown = output.size(size) if isinstance(size, int) else "size unknown"
+        lines.append(f"  image:   {answer.result.get('id')} ({tags}, {shown})")
+    elif answer.kept:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(answer.kept.items()))
+        lines.append(f"  run's verdicts over all images: {counts}")
+        lines.append(
+            "  The rule that keeps an image is not stored in the report; to see it, run "
+            "`imageprune images` on the node with the policy (docs/plugin.md, explain)."
+        )
+    return "".join(line + "\n" for line in lines)
 
 
 def matches(entry: Mapping[str, Any], image: str) -> bool:
