@@ -68,6 +68,9 @@ def test_bad_kubeconfigs_and_contexts(kube_control_plane: ControlPlane, tmp_path
         ("run", "web", "--timeout", "soon"),
         ("status", "web", "--request-timeout", "0s"),
         ("frobnicate",),
+        ("status", "../imageprunetasks"),
+        ("status", "Web"),
+        ("explain", "web", "node/1", "nginx"),
     ],
 )
 def test_bad_arguments(kube_control_plane: ControlPlane, args: tuple[str, ...]) -> None:

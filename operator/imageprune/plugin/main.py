@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 
@@ -64,7 +65,7 @@ def parser() -> argparse.ArgumentParser:
         "did (removed images and bytes; dry runs: what they would remove) and its errors, "
         "then the totals. Read from the policy's status and its ImagePruneTasks.",
     )
-    status.add_argument("policy", metavar="POLICY")
+    status.add_argument("policy", metavar="POLICY", type=_name)
     run = sub.add_parser(
         "run",
         parents=[common],
@@ -74,7 +75,7 @@ def parser() -> argparse.ArgumentParser:
         "Ctrl-C stops following; the run goes on. A suspended policy ignores the request "
         "(RunNowIgnored), and this says so. Exit 0 when every node succeeded.",
     )
-    run.add_argument("policy", metavar="POLICY")
+    run.add_argument("policy", metavar="POLICY", type=_name)
     run.add_argument(
         "--timeout",
         metavar="DURATION",
@@ -91,8 +92,8 @@ def parser() -> argparse.ArgumentParser:
         "node. The report lists the images the run meant to remove (at most 50); an "
         "image kept by a rule is not listed, and the answer says so.",
     )
-    explain.add_argument("policy", metavar="POLICY")
-    explain.add_argument("node", metavar="NODE")
+    explain.add_argument("policy", metavar="POLICY", type=_name)
+    explain.add_argument("node", metavar="NODE", type=_name)
     explain.add_argument("image", metavar="IMAGE")
     return top
 
@@ -135,6 +136,19 @@ async def _command(args: argparse.Namespace) -> int:
         return await commands.explain_image(
             client, args.policy, args.node, args.image, fmt=args.output, out=out
         )
+
+
+# An object name (policies and nodes are DNS subdomains): anything else cannot exist,
+# and "/" or ".." would change the API path the name is put into.
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def _name(text: str) -> str:
+    if not _NAME.fullmatch(text):
+        raise argparse.ArgumentTypeError(
+            f"{text[:80]!r} is not an object name (lower case letters, digits, '-' and '.')"
+        )
+    return text
 
 
 def _duration(text: str) -> float:
