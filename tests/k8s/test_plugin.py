@@ -231,6 +231,19 @@ def test_run_on_a_suspended_policy_says_it_was_ignored(cluster: Cluster) -> None
     assert "ignored the request (RunNowIgnored): the policy is suspended" in result.stdout
 
 
+def test_run_on_an_invalid_policy_says_why(cluster: Cluster) -> None:
+    """The CRD accepts this schedule's shape; the operator's cron parser does not."""
+    cluster_kit.apply(cluster.plane, cluster_kit.policy("plugin-bad", schedule="99 * * * *"))
+    try:
+        result = plugin(cluster.plane, "run", "plugin-bad")
+    finally:
+        cluster.plane.kubectl("delete", "ipp", "plugin-bad", "--wait=true", timeout=120)
+    assert result.returncode == 1, result.stderr + result.stdout
+    assert "the operator starts no run: the policy's spec is invalid: spec.schedule" in (
+        result.stdout
+    )
+
+
 def test_ctrl_c_stops_following_and_the_run_goes_on(cluster: Cluster) -> None:
     process = subprocess.Popen(
         command("run", IDLE, f"--kubeconfig={cluster.plane.kubeconfig_path}"),

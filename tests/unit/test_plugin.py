@@ -179,6 +179,22 @@ def test_where_a_run_now_request_stands(
     assert found.phase.final is (phase not in (follow.Phase.WAITING, follow.Phase.RUNNING))
 
 
+def test_an_invalid_spec_ends_the_wait() -> None:
+    body = policy(handled=None, run=None)
+    body["metadata"]["generation"] = 4
+    invalid = {"type": "Ready", "reason": "InvalidSpec", "message": "spec.schedule: bad"}
+    body["status"]["conditions"] = [invalid | {"observedGeneration": 4}]
+    found = follow.progress(body, request="ours", before=None)
+    assert found.phase is follow.Phase.INVALID
+    assert found.phase.final
+    assert found.line() == (
+        "the operator starts no run: the policy's spec is invalid: spec.schedule: bad"
+    )
+    # About an older generation: the operator has not read the new spec yet.
+    body["status"]["conditions"] = [invalid | {"observedGeneration": 3}]
+    assert follow.progress(body, request="ours", before=None).phase is follow.Phase.WAITING
+
+
 def test_progress_lines() -> None:
     progress = follow.Progress(follow.Phase.RUNNING, _run(nodes={"running": 1, "succeeded": 1}))
     assert progress.line() == (

@@ -22,6 +22,7 @@ class Phase(enum.StrEnum):
     SUCCEEDED = "Succeeded"
     FAILED = "Failed"  # completed with failed nodes
     PAUSED = "Paused"  # the rollout stopped: too many failures, or suspended mid-run
+    INVALID = "InvalidSpec"  # the operator refuses the spec and starts nothing
 
     @property
     def final(self) -> bool:
@@ -32,11 +33,14 @@ class Phase(enum.StrEnum):
 class Progress:
     phase: Phase
     run: Mapping[str, Any]  # status.run once it is ours, else empty
+    message: str = ""  # the operator's, for INVALID
 
     def line(self) -> str:
         """One line for people; the same line is not printed twice."""
         if self.phase is Phase.WAITING:
             return "waiting for the operator to start the run..."
+        if self.phase is Phase.INVALID:
+            return f"the operator starts no run: the policy's spec is invalid: {self.message}"
         if self.phase is Phase.IGNORED:
             return "the operator ignored the request (RunNowIgnored): the policy is suspended"
         counts = self.run.get("nodes")
@@ -58,7 +62,12 @@ class Progress:
 def progress(policy: Mapping[str, Any], *, request: str, before: str | None) -> Progress:
     """`request` is the run-now value we wrote, `before` the run id the status showed
     before we wrote it."""
-    annotations = (policy.get("metadata") or {}).get("annotations") or {}
+    metadata = policy.get("metadata") or {}
+    invalid = _invalid_spec(policy.get("status") or {}, metadata.get("generation"))
+    if invalid is not None:
+        # The operator checks the spec before any run-now request, and never handles one.
+        return Progress(Phase.INVALID, {}, invalid)
+    annotations = metadata.get("annotations") or {}
     if annotations.get(names.RUN_NOW_HANDLED_ANNOTATION) != request:
         return Progress(Phase.WAITING, {})
     run = (policy.get("status") or {}).get("run") or {}
@@ -70,6 +79,19 @@ def progress(policy: Mapping[str, Any], *, request: str, before: str | None) -> 
     if run.get("paused") and not counts.get("running"):
         return Progress(Phase.PAUSED, run)
     return Progress(Phase.RUNNING, run)
+
+
+def _invalid_spec(status: Mapping[str, Any], generation: object) -> str | None:
+    """The operator's message when it found this generation's spec invalid."""
+    for condition in status.get("conditions") or ():
+        if (
+            isinstance(condition, Mapping)
+            and condition.get("type") == "Ready"
+            and condition.get("reason") == "InvalidSpec"
+            and condition.get("observedGeneration") == generation
+        ):
+            return str(condition.get("message", ""))
+    return None
 
 
 def finished_nodes(

@@ -1,9 +1,9 @@
 """`kubectl-imageprune`: arguments, the connection, and exit codes. kubectl runs it as
 `kubectl imageprune ...` when it is on $PATH (every kubectl plugin is found so).
 
-Exit codes: 0 done; 1 the run failed, paused or was ignored; 2 bad arguments; 3 the
-cluster or the kubeconfig stopped us (the one-line error says what to fix); 130
-interrupted (the run goes on in the cluster)."""
+Exit codes: 0 done; 1 the run failed, paused or was ignored, or the spec is invalid;
+2 bad arguments; 3 the cluster or the kubeconfig stopped us (the one-line error says
+what to fix); 130 interrupted (the run goes on in the cluster)."""
 
 from __future__ import annotations
 
@@ -26,8 +26,8 @@ kubeconfig: as kubectl reads it: --kubeconfig, else $KUBECONFIG (several files m
 the way kubectl merges them), and its current context unless --context names another.
 Exec credential plugins (EKS, GKE, AKS) work.
 
-exit codes: 0 done; 1 the run failed, paused or was ignored; 2 bad arguments;
-3 the cluster or kubeconfig stopped us; 130 interrupted.
+exit codes: 0 done; 1 the run failed, paused or was ignored, or the spec is invalid;
+2 bad arguments; 3 the cluster or kubeconfig stopped us; 130 interrupted.
 See docs/plugin.md."""
 
 
