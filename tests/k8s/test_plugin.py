@@ -366,6 +366,14 @@ def test_kubeconfig_holding_two_files_is_merged(cluster: Cluster, tmp_path: Path
     assert json.loads(ok(result))["policy"] == POLICY
 
 
+def test_without_a_kubeconfig_it_reads_kubectls_default(cluster: Cluster, tmp_path: Path) -> None:
+    (tmp_path / ".kube").mkdir()
+    (tmp_path / ".kube" / "config").write_text(cluster.plane.kubeconfig_path.read_text())
+    env = {"HOME": str(tmp_path), "KUBECONFIG": ""}
+    result = plugin(cluster.plane, "status", POLICY, "-o", "json", admin=False, env=env)
+    assert json.loads(ok(result))["policy"] == POLICY
+
+
 def test_no_such_policy_names_those_that_exist(cluster: Cluster) -> None:
     for args in (("status", "nope"), ("run", "nope"), ("explain", "nope", NODES[0], APPS[0])):
         result = plugin(cluster.plane, *args)
