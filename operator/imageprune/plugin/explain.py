@@ -103,7 +103,8 @@ def text(answer: Explanation, *, policy: str, now: datetime.datetime) -> str:
         lines.append(f"  run's verdicts over all images: {counts}")
         lines.append(
             "  The rule that keeps an image is not stored in the report; to see it, run "
-            "`imageprune images` on the node with the policy (docs/plugin.md, explain)."
+            "`imageprune images` with the policy's selection in the node's agent pod "
+            "(docs/troubleshooting.md)."
         )
     return "".join(line + "\n" for line in lines)
 
