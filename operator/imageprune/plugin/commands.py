@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from imageprune.api import names, task
@@ -96,7 +96,7 @@ async def _follow(
     try:
         policy: dict[str, Any] = {}
         tasks: dict[str, Mapping[str, Any]] = {}
-        shown: dict[str, nodes.NodeResult] = {}
+        announced: set[str] = set()
         last_line = ""
         while True:
             kind, event = await queue.get()
@@ -104,19 +104,23 @@ async def _follow(
             if not policy:
                 continue
             progress = follow.progress(policy, request=request, before=before)
-            current = nodes.results(t for t in tasks.values() if _of(t, name))
+            mine: Sequence[Mapping[str, Any]] = [t for t in tasks.values() if _of(t, name)]
+            if progress.phase.final:
+                # The tasks' watch may lag behind the policy's: read them as they are now.
+                mine = await connect.tasks(client, name)
             lines = []
             if progress.run:
-                run_id = str(progress.run["id"])
-                lines = [follow.node_line(r) for r in follow.finished_nodes(shown, current, run_id)]
-            shown = {r.node: r for r in current}
+                current = nodes.results(mine)
+                finished = follow.finished_nodes(announced, current, str(progress.run["id"]))
+                announced.update(r.node for r in finished)
+                lines = [follow.node_line(r) for r in finished]
             if progress.line() != last_line:
                 last_line = progress.line()
                 lines.append(last_line)
             log.write("".join(line + "\n" for line in lines))
             log.flush()
             if progress.phase.final:
-                return policy, {k: t for k, t in tasks.items() if _of(t, name)}
+                return policy, {t["metadata"]["name"]: t for t in mine}
     finally:
         for pump_task in pumps:
             pump_task.cancel()

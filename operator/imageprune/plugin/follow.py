@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from imageprune.api import names
@@ -95,18 +95,12 @@ def _invalid_spec(status: Mapping[str, Any], generation: object) -> str | None:
 
 
 def finished_nodes(
-    previous: Mapping[str, nodes.NodeResult], current: Sequence[nodes.NodeResult], run_id: str
+    announced: Collection[str], current: Sequence[nodes.NodeResult], run_id: str
 ) -> list[nodes.NodeResult]:
-    """The nodes whose agent finished `run_id` since `previous` was seen."""
-    return [
-        r
-        for r in current
-        if r.run_id == run_id
-        and r.finished
-        and not (
-            (seen := previous.get(r.node)) is not None and seen.run_id == run_id and seen.finished
-        )
-    ]
+    """The nodes whose agent has finished `run_id` and that were not `announced` yet.
+    (The policy and the tasks come on two watches, in any order: a node may finish
+    before the policy shows which run is ours.)"""
+    return [r for r in current if r.run_id == run_id and r.finished and r.node not in announced]
 
 
 def node_line(result: nodes.NodeResult) -> str:
