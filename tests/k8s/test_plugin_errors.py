@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from testkit import chart
 from testkit.kube import ControlPlane, free_ports
 from testkit.plugin import failed
 from testkit.plugin import run as plugin
@@ -17,6 +18,8 @@ pytestmark = pytest.mark.k8s
 
 
 def test_no_crds_installed(kube_control_plane: ControlPlane) -> None:
+    # Modules remove the CRDs they install; this makes sure, whatever ran before.
+    chart.delete_crds(kube_control_plane)
     for command in (("status", "web"), ("run", "web"), ("explain", "web", "node-1", "nginx")):
         assert failed(plugin(kube_control_plane, *command)) == (
             "error: the imageprune CRDs are not installed in this cluster (no resource "
