@@ -94,6 +94,15 @@ class Client:
     async def delete(self, res: Resource, name: str) -> None:
         await self._call(f"DELETE {_plural(res)}/{name}", self._api.delete(res, name))
 
+    async def delete_collection(self, res: Resource, *, labels: Mapping[str, str]) -> None:
+        """One DELETE for every object with these labels. lightkube's deletecollection
+        takes no selector, so the request is built through its generic client."""
+        selector = ",".join(f"{key}={value}" for key, value in labels.items())
+        call = self._api._client.request(
+            "deletecollection", res=res, params={"labelSelector": selector}
+        )
+        await self._call(f"DELETECOLLECTION {_plural(res)}", call)
+
     async def watch(
         self,
         res: Resource,
