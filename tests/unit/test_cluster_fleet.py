@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from imageprune.cluster import fleet
+from imageprune.cluster import fleet, observed
 
 pytestmark = pytest.mark.unit
 
@@ -74,3 +74,26 @@ def test_a_task_that_changes_policy_moves_and_one_that_stops_being_ours_goes() -
     assert tasks.update("MODIFIED", {"metadata": {"name": "t"}, "spec": {}}) == "q"
     assert tasks.of("q") == []
     assert tasks.update("ADDED", {"metadata": {}, "spec": {}}) is None
+
+
+def test_what_is_kept_of_a_node_and_a_task_reads_as_the_whole() -> None:
+    whole = node("a", zone="x")
+    whole["status"]["images"] = [{"names": ["big:1"], "sizeBytes": 1}] * 20
+    kept = fleet.node_essentials(whole)
+    assert "images" not in kept["status"]
+    nodes = fleet.Nodes()
+    nodes.replace([kept])
+    assert nodes.labels == {"a": {"zone": "x"}}
+
+    body = task("p.n1", "p")
+    body["metadata"]["ownerReferences"] = [{"kind": "ImagePrunePolicy", "name": "p"}]
+    body["status"] = {
+        "runId": "r1",
+        "completionTime": "2026-12-07T10:00:00Z",
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "report": {"dryRun": True, "removedImages": 2, "results": [{"image": "x"}] * 100},
+    }
+    reduced = fleet.task_essentials(body)
+    assert "results" not in reduced["status"]["report"]
+    assert reduced["metadata"]["ownerReferences"] == body["metadata"]["ownerReferences"]
+    assert observed.task_view(reduced) == observed.task_view(body)

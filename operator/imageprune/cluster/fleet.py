@@ -83,5 +83,31 @@ class Tasks:
             self.by_policy.pop(policy, None)
 
 
+def node_essentials(node: Mapping[str, Any]) -> dict[str, Any]:
+    """What Nodes.update reads: a Node's status.images alone is most of its 6 KB or more."""
+    metadata = _mapping(node.get("metadata"))
+    conditions = _mapping(node.get("status")).get("conditions")
+    return {
+        "metadata": {"name": metadata.get("name"), "labels": metadata.get("labels")},
+        "status": {"conditions": conditions},
+    }
+
+
+def task_essentials(body: Mapping[str, Any]) -> dict[str, Any]:
+    """What the operator reads of a task: its report's per-image results can be long."""
+    metadata = _mapping(body.get("metadata"))
+    status = dict(_mapping(body.get("status")))
+    if "report" in status:
+        status["report"] = {k: v for k, v in _mapping(status["report"]).items() if k != "results"}
+    return {
+        "metadata": {
+            "name": metadata.get("name"),
+            "ownerReferences": metadata.get("ownerReferences"),
+        },
+        "spec": body.get("spec"),
+        "status": status,
+    }
+
+
 def _mapping(value: object) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}

@@ -106,8 +106,12 @@ class _Operator:
         kube = KubeClient(config.target)
         self.client = kubeapi.Client(kube, logger)
         self.watches = [
-            asyncio.create_task(self._follow_nodes(watch.Watcher(kube, resources.Node))),
-            asyncio.create_task(self._follow_tasks(watch.Watcher(kube, resources.Task))),
+            asyncio.create_task(
+                self._follow_nodes(watch.Watcher(kube, resources.Node, keep=fleet.node_essentials))
+            ),
+            asyncio.create_task(
+                self._follow_tasks(watch.Watcher(kube, resources.Task, keep=fleet.task_essentials))
+            ),
         ]
         if config.agents is not None:
             self.watches.append(
@@ -283,7 +287,11 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
 
 async def _follow_agents(kube: KubeClient, selector: AgentSelector, pods: agents.AgentPods) -> None:
     watcher = watch.Watcher(
-        kube, resources.Pod, namespace=selector.namespace, labels=selector.labels
+        kube,
+        resources.Pod,
+        namespace=selector.namespace,
+        labels=selector.labels,
+        keep=agents.pod_essentials,
     )
     async for event in watcher.events():
         if isinstance(event, watch.Listed):

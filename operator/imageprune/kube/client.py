@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -68,15 +68,22 @@ class Client:
         namespace: str | None = None,
         labels: Mapping[str, str] | None = None,
         fields: str | None = None,
+        chunk_size: int | None = None,
+        keep: Callable[[JsonObject], JsonObject] | None = None,
     ) -> tuple[list[JsonObject], str]:
-        """The items and the list's resourceVersion."""
+        """The items and the list's resourceVersion; in pages of `chunk_size`, each item
+        reduced by `keep` as its page arrives (so that a big list is never whole in memory)."""
 
         async def listing() -> tuple[list[JsonObject], str]:
             selected: dict[str, Any] | None = dict(labels) if labels else None
             pages = self._api.list(
-                res, namespace=namespace, labels=selected, fields=_selector(fields)
+                res,
+                namespace=namespace,
+                labels=selected,
+                fields=_selector(fields),
+                chunk_size=chunk_size,
             )
-            items = [dict(item) async for item in pages]
+            items = [keep(dict(item)) if keep else dict(item) async for item in pages]
             return items, str(pages.resourceVersion)
 
         return await self._call(f"LIST {_plural(res)}", listing())
