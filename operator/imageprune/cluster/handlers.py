@@ -41,6 +41,8 @@ _POLICIES = (names.GROUP, names.VERSION, names.POLICY_PLURAL)
 WAKE_DELAY = 1.0
 # How long a pass waits for the first listing of nodes and tasks before kopf retries it.
 SYNC_TIMEOUT = 60.0
+# How long a pass waits for the first listing of the agent pods.
+AGENT_SYNC_GRACE = 10.0
 _log = logging.getLogger("imageprune.cluster")
 
 
@@ -71,6 +73,8 @@ class _Operator:
         self.tasks = fleet.Tasks()
         self.synced = asyncio.Event()  # nodes and tasks listed once
         self.watches: list[asyncio.Task[None]] = []
+        self.agents_watched = False
+        self.agents_listed = asyncio.Event()
         # policy name -> its next pass, as the last kopf handler call would run it
         self.passes: dict[str, Callable[[], Awaitable[None]]] = {}
         self.woken: dict[str, asyncio.Task[None]] = {}
@@ -114,9 +118,8 @@ class _Operator:
             ),
         ]
         if config.agents is not None:
-            self.watches.append(
-                asyncio.create_task(_follow_agents(kube, config.agents, self.agents))
-            )
+            self.agents_watched = True
+            self.watches.append(asyncio.create_task(self._follow_agents(kube, config.agents)))
 
     async def _follow_nodes(self, watcher: watch.Watcher) -> None:
         async for event in watcher.events():
@@ -145,6 +148,21 @@ class _Operator:
         except Exception:  # an Event or a metric must never stop the watch
             _log.exception("could not report a disk-pressure run")
 
+    async def _follow_agents(self, kube: KubeClient, selector: AgentSelector) -> None:
+        watcher = watch.Watcher(
+            kube,
+            resources.Pod,
+            namespace=selector.namespace,
+            labels=selector.labels,
+            keep=agents.pod_essentials,
+        )
+        async for event in watcher.events():
+            if isinstance(event, watch.Listed):
+                self.agents.replace(event.items)
+                self.agents_listed.set()
+            else:
+                self.agents.update(event.type, event.object)
+
     def _mark_synced(self) -> None:
         if self.nodes.synced and self.tasks.synced:
             self.synced.set()
@@ -154,6 +172,12 @@ class _Operator:
             await asyncio.wait_for(self.synced.wait(), SYNC_TIMEOUT)
         except TimeoutError:
             raise kopf.TemporaryError("nodes and tasks are not listed yet", delay=5) from None
+        if self.agents_watched:
+            # Before the agent pods are listed, a node without an agent looks like any other
+            # and gets its task. Not for ever: a pod watch that RBAC refuses must not stop
+            # every run (until listed, no node is held to lack an agent, as before).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.agents_listed.wait(), AGENT_SYNC_GRACE)
 
     def wake(self, policy: str) -> None:
         """A pass over `policy` in WAKE_DELAY, unless one is already coming."""
@@ -283,21 +307,6 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
         logger.info("deleted the tasks of policy %s (%d known)", name, known)
         state.policies.pop(body.metadata.uid or "", None)
         metrics.forget(name)
-
-
-async def _follow_agents(kube: KubeClient, selector: AgentSelector, pods: agents.AgentPods) -> None:
-    watcher = watch.Watcher(
-        kube,
-        resources.Pod,
-        namespace=selector.namespace,
-        labels=selector.labels,
-        keep=agents.pod_essentials,
-    )
-    async for event in watcher.events():
-        if isinstance(event, watch.Listed):
-            pods.replace(event.items)
-        else:
-            pods.update(event.type, event.object)
 
 
 def _owner(body: Mapping[str, Any]) -> dict[str, str] | None:
