@@ -34,6 +34,7 @@ OPERATOR_MAY = [
     ("create", "imageprunetasks", ""),
     ("patch", "imageprunetasks", ""),
     ("delete", "imageprunetasks", ""),
+    ("deletecollection", "imageprunetasks", ""),
     ("list", "imageprunetasks", ""),
     ("watch", "imageprunetasks", ""),
     ("get", "imageprunepolicies", ""),

@@ -179,7 +179,11 @@ def test_rbac_is_exactly_the_documented_rules(helm: chart.Helm) -> None:
     objects = helm.template(namespace="ops")
     rules = {o["metadata"]["name"]: o["rules"] for o in objects if o["kind"] == "ClusterRole"}
     assert rules["imageprune-operator"] == [
-        _rule("imageprune.io", "imageprunetasks", "get list watch create patch delete"),
+        _rule(
+            "imageprune.io",
+            "imageprunetasks",
+            "get list watch create patch delete deletecollection",
+        ),
         _rule("imageprune.io", "imageprunepolicies", "get list watch patch"),
         _rule("imageprune.io", "imageprunepolicies/status", "patch"),
         _rule("", "nodes", "list watch"),

@@ -66,3 +66,14 @@ def test_nodes_that_cannot_run_and_why() -> None:
     assert standing.unable(nodes, not_ready={"down"}, working=None) == {
         "down": standing.Unable.NODE_NOT_READY
     }
+
+
+def test_what_is_kept_of_a_pod_reads_as_the_whole() -> None:
+    whole = pod("1", "a", deleting=True)
+    whole["spec"]["containers"] = [{"name": "agent", "image": "agent:1"}]
+    kept = agents.pod_essentials(whole)
+    assert "containers" not in kept["spec"]
+    for listed in (whole, kept):
+        pods = agents.AgentPods()
+        pods.replace([listed, pod("2", "b")])
+        assert pods.working() == {"b"}

@@ -34,6 +34,16 @@ class AgentPods:
         return frozenset(node for node, works in self._pods.values() if works)
 
 
+def pod_essentials(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """What AgentPods.update reads of a pod, as the watch delivers it."""
+    metadata = _mapping(pod.get("metadata"))
+    return {
+        "metadata": {key: metadata.get(key) for key in ("uid", "name", "deletionTimestamp")},
+        "spec": {"nodeName": _mapping(pod.get("spec")).get("nodeName")},
+        "status": {"conditions": _mapping(pod.get("status")).get("conditions")},
+    }
+
+
 def _ready(pod: Mapping[str, Any]) -> bool:
     found = _mapping(pod.get("status")).get("conditions")
     conditions = found if isinstance(found, list) else []

@@ -1,10 +1,11 @@
-"""The kopf layer, kept thin: indexes of nodes and tasks, the policy handlers and timer
-that call reconcile.reconcile, the finalizer that deletes a policy's tasks, and the
-operator settings (our annotation prefix and finalizer, fixed from the first release).
+"""The kopf layer, kept thin: the policy handlers and timer that call
+reconcile.reconcile, the finalizer that deletes a policy's tasks, and the operator
+settings (our annotation prefix and finalizer, fixed from the first release).
 
-No change-detection handler (on.update, on.field) watches ImagePruneTask: kopf would write
-its diff-base annotation on every task, thousands of writes per run (see
-docs/operator.md). Tasks are read through an index and on.event only."""
+kopf sees the policies only. Nodes, tasks and agent pods are watched by our own client
+into our own indexes (fleet, agents): through kopf, thousands of Nodes made the start
+quadratic, and change handlers on tasks would write kopf's diff-base annotation on each
+(docs/operator.md). A task's change wakes its policy's pass (debounced)."""
 
 from __future__ import annotations
 
@@ -13,20 +14,36 @@ import contextlib
 import dataclasses
 import datetime
 import logging
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
 from typing import Any
 
 import kopf
 
 from imageprune.api import names
 from imageprune.api.policy import Trigger
-from imageprune.cluster import agents, aggregate, kubeapi, metrics, observed, reconcile, standing
+from imageprune.cluster import (
+    agents,
+    aggregate,
+    fleet,
+    kubeapi,
+    metrics,
+    observed,
+    reconcile,
+    standing,
+)
 from imageprune.kube import resources, watch
 from imageprune.kube.client import Client as KubeClient
 from imageprune.kube.config import Target
 
 _POLICIES = (names.GROUP, names.VERSION, names.POLICY_PLURAL)
-_TASKS = (names.GROUP, names.VERSION, names.TASK_PLURAL)
+# A task's change wakes its policy this long after: the changes of a wave arrive
+# together, and one pass answers them all.
+WAKE_DELAY = 1.0
+# How long a pass waits for the first listing of nodes and tasks before kopf retries it.
+SYNC_TIMEOUT = 60.0
+# How long a pass waits for the first listing of the agent pods.
+AGENT_SYNC_GRACE = 10.0
+_log = logging.getLogger("imageprune.cluster")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,20 +62,28 @@ class Config:
 
 
 class _Operator:
-    """The state the handlers share: one client, and a memory per policy."""
+    """The state the handlers share: one client, our indexes, a memory per policy."""
 
     def __init__(self) -> None:
         self.client: kubeapi.Client | None = None
         self.policies: dict[str, reconcile.PolicyMemory] = {}
         self.disk_runs: dict[str, str] = {}  # task name -> the disk-pressure run reported
         self.agents = agents.AgentPods()
-        self.agent_watch: asyncio.Task[None] | None = None
+        self.nodes = fleet.Nodes()
+        self.tasks = fleet.Tasks()
+        self.synced = asyncio.Event()  # nodes and tasks listed once
+        self.watches: list[asyncio.Task[None]] = []
+        self.agents_watched = False
+        self.agents_listed = asyncio.Event()
+        # policy name -> its next pass, as the last kopf handler call would run it
+        self.passes: dict[str, Callable[[], Awaitable[None]]] = {}
+        self.woken: dict[str, asyncio.Task[None]] = {}
 
-    async def report_disk_run(self, type: str | None, body: kopf.Body) -> None:
+    async def report_disk_run(self, type: str | None, body: Mapping[str, Any]) -> None:
         """Report a node's own disk-pressure run on its policy (once per run)."""
         view = observed.task_view(body)
         if view is None or type == "DELETED":
-            self.disk_runs.pop(body.metadata.name or "", None)
+            self.disk_runs.pop(str(_mapping(body.get("metadata")).get("name") or ""), None)
             return
         disk_run = view.status_trigger == Trigger.DISK_PRESSURE and view.completed
         if not disk_run or self.disk_runs.get(view.name) == view.status_run_id:
@@ -84,8 +109,91 @@ class _Operator:
     def start(self, config: Config, logger: kubeapi.Logger) -> None:
         kube = KubeClient(config.target)
         self.client = kubeapi.Client(kube, logger)
+        self.watches = [
+            asyncio.create_task(
+                self._follow_nodes(watch.Watcher(kube, resources.Node, keep=fleet.node_essentials))
+            ),
+            asyncio.create_task(
+                self._follow_tasks(watch.Watcher(kube, resources.Task, keep=fleet.task_essentials))
+            ),
+        ]
         if config.agents is not None:
-            self.agent_watch = asyncio.create_task(_follow(kube, config.agents, self.agents))
+            self.agents_watched = True
+            self.watches.append(asyncio.create_task(self._follow_agents(kube, config.agents)))
+
+    async def _follow_nodes(self, watcher: watch.Watcher) -> None:
+        async for event in watcher.events():
+            if isinstance(event, watch.Listed):
+                self.nodes.replace(event.items)
+                self._mark_synced()
+            else:
+                self.nodes.update(event.type, event.object)
+
+    async def _follow_tasks(self, watcher: watch.Watcher) -> None:
+        async for event in watcher.events():
+            if isinstance(event, watch.Listed):
+                self.tasks.replace(event.items)
+                for body in event.items:
+                    await self._report(None, body)
+                self._mark_synced()
+                continue
+            policy = self.tasks.update(event.type, event.object)
+            await self._report(event.type, event.object)
+            if policy is not None:
+                self.wake(policy)
+
+    async def _report(self, type: str | None, body: Mapping[str, Any]) -> None:
+        try:
+            await self.report_disk_run(type, body)
+        except Exception:  # an Event or a metric must never stop the watch
+            _log.exception("could not report a disk-pressure run")
+
+    async def _follow_agents(self, kube: KubeClient, selector: AgentSelector) -> None:
+        watcher = watch.Watcher(
+            kube,
+            resources.Pod,
+            namespace=selector.namespace,
+            labels=selector.labels,
+            keep=agents.pod_essentials,
+        )
+        async for event in watcher.events():
+            if isinstance(event, watch.Listed):
+                self.agents.replace(event.items)
+                self.agents_listed.set()
+            else:
+                self.agents.update(event.type, event.object)
+
+    def _mark_synced(self) -> None:
+        if self.nodes.synced and self.tasks.synced:
+            self.synced.set()
+
+    async def wait_synced(self) -> None:
+        try:
+            await asyncio.wait_for(self.synced.wait(), SYNC_TIMEOUT)
+        except TimeoutError:
+            raise kopf.TemporaryError("nodes and tasks are not listed yet", delay=5) from None
+        if self.agents_watched:
+            # Before the agent pods are listed, a node without an agent looks like any other
+            # and gets its task. Not for ever: a pod watch that RBAC refuses must not stop
+            # every run (until listed, no node is held to lack an agent, as before).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.agents_listed.wait(), AGENT_SYNC_GRACE)
+
+    def wake(self, policy: str) -> None:
+        """A pass over `policy` in WAKE_DELAY, unless one is already coming."""
+        if policy in self.passes and policy not in self.woken:
+            self.woken[policy] = asyncio.create_task(self._woken(policy))
+
+    async def _woken(self, policy: str) -> None:
+        await asyncio.sleep(WAKE_DELAY)
+        del self.woken[policy]  # changes from here on wake it again
+        run = self.passes.get(policy)
+        if run is None:
+            return  # deleted meanwhile
+        try:
+            await run()
+        except Exception:  # the timer's next pass retries; kopf would log the same
+            _log.exception("pass over policy %s failed", policy)
 
     def unable(
         self, nodes: Iterable[str], not_ready: Collection[str]
@@ -93,11 +201,13 @@ class _Operator:
         working = self.agents.working() if self.agents.synced else None
         return standing.unable(nodes, not_ready=not_ready, working=working)
 
-    async def stop_agent_watch(self) -> None:
-        if self.agent_watch is not None:
-            self.agent_watch.cancel()
+    async def stop(self) -> None:
+        running = [*self.watches, *self.woken.values()]
+        for task_ in running:
+            task_.cancel()
+        for task_ in running:
             with contextlib.suppress(asyncio.CancelledError):
-                await self.agent_watch
+                await task_
 
     def api(self) -> kubeapi.Client:
         if self.client is None:
@@ -128,45 +238,18 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
         # async: kopf runs a sync handler in a thread, where no event loop takes tasks.
         state.start(config, logger)
 
-    @kopf.on.cleanup(id="agents", registry=registry)
+    @kopf.on.cleanup(id="watches", registry=registry)
     async def cleanup(**_: Any) -> None:
-        await state.stop_agent_watch()
+        await state.stop()
 
-    # kopf passes each index to handlers as a keyword named after its id.
-    @kopf.index("nodes", id="node_labels", registry=registry)
-    def node_labels(name: str, labels: Mapping[str, str], **_: Any) -> dict[str, dict[str, str]]:
-        return {name: dict(labels)}
-
-    # Only the few NotReady nodes. A filter, not a None result: kopf keeps an object's
-    # last value when its function returns None, and drops it only when the filter stops
-    # matching (the node is Ready again).
-    @kopf.index(
-        "nodes",
-        id="nodes_not_ready",
-        when=lambda body, **_: observed.node_not_ready(body),
-        registry=registry,
-    )
-    def nodes_not_ready(name: str, **_: Any) -> dict[str, bool]:
-        return {name: True}
-
-    @kopf.index(*_TASKS, id="policy_tasks", registry=registry)
-    def policy_tasks(body: kopf.Body, **_: Any) -> dict[str, observed.TaskView] | None:
-        view = observed.task_view(body)
-        return {view.policy: view} if view else None
-
-    @kopf.on.event(*_TASKS, id="task", registry=registry)
-    async def task_event(type: str | None, body: kopf.Body, **_: Any) -> None:
-        await state.report_disk_run(type, body)
-
-    async def run_pass(body: kopf.Body, logger: kubeapi.Logger, kwargs: Mapping[str, Any]) -> None:
-        nodes: kopf.Index[str, dict[str, str]] = kwargs["node_labels"]
-        not_ready: kopf.Index[str, bool] = kwargs["nodes_not_ready"]
-        tasks: kopf.Index[str, observed.TaskView] = kwargs["policy_tasks"]
+    async def run_pass(body: kopf.Body, logger: kubeapi.Logger) -> None:
         if body.metadata.deletion_timestamp is not None:
             return  # the finalizer deletes the tasks; no pass may create new ones
+        await state.wait_synced()
         uid = body.metadata.uid or ""
         memory = state.policies.setdefault(uid, reconcile.PolicyMemory())
         name = body.metadata.name or ""
+        state.passes[name] = lambda: run_pass(body, logger)
 
         async def announce(event: aggregate.Event) -> None:
             await client.post_event(
@@ -177,6 +260,7 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
             )
 
         client = state.api()
+        nodes = state.nodes.labels
 
         await reconcile.reconcile(
             reconcile.Policy(
@@ -188,9 +272,9 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
                 status=body.status,
                 annotations=body.metadata.annotations,
             ),
-            nodes={node: labels for node, store in nodes.items() for labels in store},
-            tasks=tasks.get(name, ()),
-            unable=state.unable(nodes, not_ready),
+            nodes=nodes,
+            tasks=state.tasks.of(name),
+            unable=state.unable(nodes, state.nodes.not_ready),
             memory=memory,
             client=client,
             announce=announce,
@@ -202,45 +286,41 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
     @kopf.on.resume(*_POLICIES, id="pass", backoff=5, registry=registry)
     @kopf.on.create(*_POLICIES, id="pass", backoff=5, registry=registry)
     @kopf.on.update(*_POLICIES, id="pass", backoff=5, registry=registry)
-    async def policy_changed(body: kopf.Body, logger: kubeapi.Logger, **kwargs: Any) -> None:
+    async def policy_changed(body: kopf.Body, logger: kubeapi.Logger, **_: Any) -> None:
         """A new or changed policy (or a run-now annotation) gets its pass at once."""
-        await run_pass(body, logger, kwargs)
+        await run_pass(body, logger)
 
     @kopf.timer(*_POLICIES, id="timer", interval=config.interval, registry=registry)
-    async def policy_timer(body: kopf.Body, logger: kubeapi.Logger, **kwargs: Any) -> None:
-        """The steady pass: cron ticks, waves as nodes finish, nodes coming and going,
-        and the status aggregated from the tasks."""
-        await run_pass(body, logger, kwargs)
+    async def policy_timer(body: kopf.Body, logger: kubeapi.Logger, **_: Any) -> None:
+        """The steady pass: cron ticks, nodes coming and going, and whatever a woken
+        pass missed."""
+        await run_pass(body, logger)
 
     @kopf.on.delete(*_POLICIES, id="cleanup", backoff=5, registry=registry)
     async def policy_deleted(body: kopf.Body, logger: kubeapi.Logger, **_: Any) -> None:
         name = body.metadata.name or ""
+        state.passes.pop(name, None)
         memory = state.policies.setdefault(body.metadata.uid or "", reconcile.PolicyMemory())
+        known = len(state.tasks.of(name))
         async with memory.lock:  # a pass under way finishes its writes first
-            deleted = await reconcile.delete_tasks(name, client=state.api())
-        logger.info("deleted the %d tasks of policy %s", deleted, name)
+            await reconcile.delete_tasks(name, client=state.api())
+        logger.info("deleted the tasks of policy %s (%d known)", name, known)
         state.policies.pop(body.metadata.uid or "", None)
         metrics.forget(name)
 
 
-async def _follow(kube: KubeClient, selector: AgentSelector, pods: agents.AgentPods) -> None:
-    watcher = watch.Watcher(
-        kube, resources.Pod, namespace=selector.namespace, labels=selector.labels
-    )
-    async for event in watcher.events():
-        if isinstance(event, watch.Listed):
-            pods.replace(event.items)
-        else:
-            pods.update(event.type, event.object)
-
-
-def _owner(body: kopf.Body) -> dict[str, str] | None:
+def _owner(body: Mapping[str, Any]) -> dict[str, str] | None:
     """The policy a task belongs to, as an Event's involvedObject."""
-    for owner in body.metadata.get("ownerReferences", []):
-        if owner.get("kind") == names.POLICY_KIND:
+    found = _mapping(body.get("metadata")).get("ownerReferences")
+    for owner in found if isinstance(found, list) else []:
+        if isinstance(owner, Mapping) and owner.get("kind") == names.POLICY_KIND:
             return _reference(str(owner.get("name")), str(owner.get("uid")))
     return None
 
 
 def _reference(name: str, uid: str) -> dict[str, str]:
     return {"apiVersion": names.API_VERSION, "kind": names.POLICY_KIND, "name": name, "uid": uid}
+
+
+def _mapping(value: object) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}

@@ -48,6 +48,19 @@ class Client:
             if error.status != 404:
                 raise
 
+    async def delete_tasks(self, *, policy_label: str) -> bool:
+        """Every task with this policy label, in one DeleteCollection; False when RBAC
+        refuses it (a chart older than this operator), and the caller deletes one by one."""
+        try:
+            await self._kube.delete_collection(
+                resources.Task, labels={names.POLICY_LABEL: policy_label}
+            )
+        except ApiError as error:
+            if error.status == 403:
+                return False
+            raise
+        return True
+
     async def list_tasks(self, *, policy_label: str) -> list[Mapping[str, object]]:
         items, _ = await self._kube.list(resources.Task, labels={names.POLICY_LABEL: policy_label})
         return list(items)

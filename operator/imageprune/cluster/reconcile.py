@@ -136,14 +136,18 @@ async def reconcile(
         metrics.observe(policy.name, previous, status)
 
 
-async def delete_tasks(name: str, *, client: kubeapi.Client) -> int:
+async def delete_tasks(name: str, *, client: kubeapi.Client) -> None:
     """Delete every task of policy `name` (the finalizer's work: no garbage collector
-    is needed for correctness)."""
-    found = await client.list_tasks(policy_label=task.label_value(name))
+    is needed for correctness): one DeleteCollection by the policy label, else (RBAC
+    refuses it) one DELETE per task. The label value is the name itself, or for a name
+    over 63 characters its head and a hash, which another policy cannot share."""
+    label = task.label_value(name)
+    if await client.delete_tasks(policy_label=label):
+        return
+    found = await client.list_tasks(policy_label=label)
     mine = [t.name for t in (observed.task_view(body) for body in found) if t and t.policy == name]
     for task_name in mine:
         await client.delete_task(task_name)
-    return len(mine)
 
 
 async def _apply(

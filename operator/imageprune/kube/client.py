@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import ssl
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -68,15 +68,22 @@ class Client:
         namespace: str | None = None,
         labels: Mapping[str, str] | None = None,
         fields: str | None = None,
+        chunk_size: int | None = None,
+        keep: Callable[[JsonObject], JsonObject] | None = None,
     ) -> tuple[list[JsonObject], str]:
-        """The items and the list's resourceVersion."""
+        """The items and the list's resourceVersion; in pages of `chunk_size`, each item
+        reduced by `keep` as its page arrives (so that a big list is never whole in memory)."""
 
         async def listing() -> tuple[list[JsonObject], str]:
             selected: dict[str, Any] | None = dict(labels) if labels else None
             pages = self._api.list(
-                res, namespace=namespace, labels=selected, fields=_selector(fields)
+                res,
+                namespace=namespace,
+                labels=selected,
+                fields=_selector(fields),
+                chunk_size=chunk_size,
             )
-            items = [dict(item) async for item in pages]
+            items = [keep(dict(item)) if keep else dict(item) async for item in pages]
             return items, str(pages.resourceVersion)
 
         return await self._call(f"LIST {_plural(res)}", listing())
@@ -93,6 +100,15 @@ class Client:
 
     async def delete(self, res: Resource, name: str) -> None:
         await self._call(f"DELETE {_plural(res)}/{name}", self._api.delete(res, name))
+
+    async def delete_collection(self, res: Resource, *, labels: Mapping[str, str]) -> None:
+        """One DELETE for every object with these labels. lightkube's deletecollection
+        takes no selector, so the request is built through its generic client."""
+        selector = ",".join(f"{key}={value}" for key, value in labels.items())
+        call = self._api._client.request(
+            "deletecollection", res=res, params={"labelSelector": selector}
+        )
+        await self._call(f"DELETECOLLECTION {_plural(res)}", call)
 
     async def watch(
         self,

@@ -11,3 +11,4 @@ Task = create_global_resource(names.GROUP, names.VERSION, names.TASK_KIND, names
 Policy = create_global_resource(names.GROUP, names.VERSION, names.POLICY_KIND, names.POLICY_PLURAL)
 Event = create_namespaced_resource("", "v1", "Event", "events")
 Pod = create_namespaced_resource("", "v1", "Pod", "pods")  # the operator reads agent pods
+Node = create_global_resource("", "v1", "Node", "nodes")  # the operator indexes their labels

@@ -12,7 +12,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from imageprune.kube.backoff import Backoff
@@ -24,6 +24,10 @@ log = logging.getLogger("imageprune.kube.watch")
 # client-go's choice: watches last 5 to 10 minutes, spread so that many clients do not
 # reconnect together.
 MIN_WATCH_SECONDS = 300
+# client-go's page size: a listing of thousands of objects arrives, and is reduced, a page
+# at a time.
+LIST_CHUNK = 500
+Keep = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +54,9 @@ class Watcher:
         field_selector: str | None = None,
         backoff: Backoff | None = None,
         min_watch_seconds: int = MIN_WATCH_SECONDS,
+        keep: Keep | None = None,
     ) -> None:
+        """`keep` reduces each object to what the consumer reads, as it arrives."""
         self.client = client
         self.res = res
         self.path = f"/apis/{res._api_info.resource.api_version}/{res._api_info.plural}"
@@ -59,6 +65,7 @@ class Watcher:
         self.field_selector = field_selector
         self.backoff = backoff or Backoff()
         self.min_watch_seconds = min_watch_seconds
+        self.keep = keep
         self.resource_version: str | None = None
         # time.monotonic() of the last answer from the apiserver; None before the first.
         self.last_contact: float | None = None
@@ -83,7 +90,7 @@ class Watcher:
                         "resourceVersion", self.resource_version
                     )
                     if kind in ("ADDED", "MODIFIED", "DELETED"):
-                        yield Changed(kind, obj)
+                        yield Changed(kind, self.keep(obj) if self.keep else obj)
             except Gone:
                 log.info(
                     "watch of %s: resourceVersion %s is gone (410), listing again",
@@ -96,7 +103,12 @@ class Watcher:
 
     async def _list(self) -> Listed:
         items, self.resource_version = await self.client.list(
-            self.res, namespace=self.namespace, labels=self.labels, fields=self.field_selector
+            self.res,
+            namespace=self.namespace,
+            labels=self.labels,
+            fields=self.field_selector,
+            chunk_size=LIST_CHUNK,
+            keep=self.keep,
         )
         self._contact()
         log.info(

@@ -1,0 +1,99 @@
+"""The operator's own indexes of nodes and tasks, fed by watches: labels and NotReady
+nodes, and tasks by policy, with the policy a change concerns (the one to wake)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from imageprune.cluster import fleet, observed
+
+pytestmark = pytest.mark.unit
+
+
+def node(name: str, *, ready: str | None = "True", **labels: str) -> dict[str, Any]:
+    conditions = [] if ready is None else [{"type": "Ready", "status": ready}]
+    return {"metadata": {"name": name, "labels": labels}, "status": {"conditions": conditions}}
+
+
+def task(name: str, policy: str, node_name: str = "n1", run: str = "r1") -> dict[str, Any]:
+    spec = {"nodeName": node_name, "policyName": policy, "runId": run}
+    return {"metadata": {"name": name}, "spec": spec}
+
+
+def test_nodes_keep_labels_and_the_not_ready_ones() -> None:
+    nodes = fleet.Nodes()
+    assert not nodes.synced
+    nodes.replace([node("a", zone="x"), node("b", ready="Unknown"), node("c", ready=None)])
+    assert nodes.synced
+    assert nodes.labels == {"a": {"zone": "x"}, "b": {}, "c": {}}
+    assert nodes.not_ready == {"b"}  # no Ready condition at all: not known to be NotReady
+    nodes.update("MODIFIED", node("b", zone="y"))
+    nodes.update("MODIFIED", node("a", ready="False"))
+    assert nodes.labels["b"] == {"zone": "y"}
+    assert nodes.not_ready == {"a"}
+    nodes.update("DELETED", node("a"))
+    assert "a" not in nodes.labels
+    assert nodes.not_ready == set()
+
+
+def test_a_new_node_listing_replaces_what_was_known() -> None:
+    nodes = fleet.Nodes()
+    nodes.replace([node("a", ready="False")])
+    nodes.replace([node("b")])
+    assert nodes.labels == {"b": {}}
+    assert nodes.not_ready == set()
+
+
+def test_nodes_ignore_objects_without_a_name() -> None:
+    nodes = fleet.Nodes()
+    nodes.update("ADDED", {"metadata": "garbage"})
+    assert nodes.labels == {}
+
+
+def test_tasks_are_kept_by_policy_and_say_which_policy_changed() -> None:
+    tasks = fleet.Tasks()
+    tasks.replace([task("p.n1", "p"), task("q.n1", "q")])
+    assert tasks.synced
+    assert [v.name for v in tasks.of("p")] == ["p.n1"]
+    assert tasks.update("MODIFIED", task("p.n2", "p", "n2")) == "p"
+    assert sorted(v.name for v in tasks.of("p")) == ["p.n1", "p.n2"]
+    assert tasks.update("DELETED", task("q.n1", "q")) == "q"
+    assert tasks.of("q") == []
+    assert tasks.by_policy.keys() == {"p"}
+
+
+def test_a_task_that_changes_policy_moves_and_one_that_stops_being_ours_goes() -> None:
+    tasks = fleet.Tasks()
+    tasks.replace([task("t", "p")])
+    assert tasks.update("MODIFIED", task("t", "q")) == "q"
+    assert tasks.of("p") == []
+    assert [v.name for v in tasks.of("q")] == ["t"]
+    # No policy in its spec: not ours any more; the policy it left is the one to wake.
+    assert tasks.update("MODIFIED", {"metadata": {"name": "t"}, "spec": {}}) == "q"
+    assert tasks.of("q") == []
+    assert tasks.update("ADDED", {"metadata": {}, "spec": {}}) is None
+
+
+def test_what_is_kept_of_a_node_and_a_task_reads_as_the_whole() -> None:
+    whole = node("a", zone="x")
+    whole["status"]["images"] = [{"names": ["big:1"], "sizeBytes": 1}] * 20
+    kept = fleet.node_essentials(whole)
+    assert "images" not in kept["status"]
+    nodes = fleet.Nodes()
+    nodes.replace([kept])
+    assert nodes.labels == {"a": {"zone": "x"}}
+
+    body = task("p.n1", "p")
+    body["metadata"]["ownerReferences"] = [{"kind": "ImagePrunePolicy", "name": "p"}]
+    body["status"] = {
+        "runId": "r1",
+        "completionTime": "2026-12-07T10:00:00Z",
+        "conditions": [{"type": "Ready", "status": "True"}],
+        "report": {"dryRun": True, "removedImages": 2, "results": [{"image": "x"}] * 100},
+    }
+    reduced = fleet.task_essentials(body)
+    assert "results" not in reduced["status"]["report"]
+    assert reduced["metadata"]["ownerReferences"] == body["metadata"]["ownerReferences"]
+    assert observed.task_view(reduced) == observed.task_view(body)
