@@ -1,0 +1,86 @@
+"""What the node benchmarks share: a fresh containerd holding N unused images, a
+timed `crictl rmi --prune` on it, and a prune run the way the agent runs one (in a
+long-lived process, so no interpreter start-up), with every safety check on.
+
+Not a benchmark itself (bench-smoke.sh skips files starting with `_`)."""
+
+from __future__ import annotations
+
+import datetime
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from imageprune.node import service, statelock, usage
+from imageprune.policy import selection as policy_selection
+from imageprune_cri import CriClient
+from testkit import binaries, oci
+from testkit import containerd as containerd_kit
+
+FLAVOURS = containerd_kit.FLAVOURS
+Node = containerd_kit.ContainerdNode
+
+
+def fresh_node(flavour: str, count: int) -> Node:
+    """A started containerd (own root and socket) holding `count` unused images."""
+    node = containerd_kit.ContainerdNode(
+        containerd_kit.flavour(flavour), Path(tempfile.mkdtemp(prefix="ipb-", dir="/tmp"))
+    )
+    node.start()
+    node.add_images(
+        *(
+            oci.ImageSpec(repo_tags=(f"docker.io/bench/app{i}:1",), payload_size=4096)
+            for i in range(count)
+        )
+    )
+    return node
+
+
+def crictl() -> str:
+    return str(binaries.find_binary("crictl", search_path=False))
+
+
+def time_command(cmd: list[str]) -> float:
+    """Wall time of `cmd` from process start to exit."""
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def time_crictl(node: Node) -> float:
+    return time_command([crictl(), "--runtime-endpoint", node.endpoint, "rmi", "--prune"])
+
+
+async def agent_prune(node: Node, width: int, images: int) -> float:
+    """Seconds for one enforcing run (width 0: every removal at once, as crictl does) over every unused image, as the agent's runner
+    calls it (service.prune: observe, plan, re-check, remove). The client is connected
+    before the clock starts, as the long-lived agent's is."""
+    state = Path(tempfile.mkdtemp(prefix="ipb-state-"))
+    selection = policy_selection.selection_from_spec({}, unused_for_default=None)
+    async with CriClient(node.endpoint) as cri:
+        await cri.version()  # the agent's channel is up long before a run
+        start = time.perf_counter()
+        run = await service.prune(
+            cri,
+            selection=selection,
+            store=usage.UsageStore(state / "usage.json"),
+            now=datetime.datetime.now(datetime.UTC),
+            dry_run=False,
+            concurrency=width or max(images, 1),
+            lock=statelock.StateLock(state),
+        )
+        elapsed = time.perf_counter() - start
+    if failed := run.report.failed:
+        raise SystemExit(f"{len(failed)} removals failed: {failed[0].detail}")
+    return elapsed
+
+
+def check_empty(node: Node, who: str) -> None:
+    """Nothing may remain (no sandbox ever ran, so not even a pause image): a tool
+    that left images did less work, and the comparison would not be fair."""
+    if left := len(node.image_ids()):
+        raise SystemExit(f"{who} left {left} images: not a fair comparison")
