@@ -56,9 +56,10 @@ def time_crictl(node: Node) -> float:
 
 
 async def agent_prune(node: Node, width: int, images: int) -> float:
-    """Seconds for one enforcing run (width 0: every removal at once, as crictl does) over every unused image, as the agent's runner
-    calls it (service.prune: observe, plan, re-check, remove). The client is connected
-    before the clock starts, as the long-lived agent's is."""
+    """Seconds for one enforcing run over every unused image, `width` removals in
+    flight (0: all at once, as crictl does), called as the agent's runner calls it
+    (service.prune: observe, plan, re-check, remove). The client is connected before
+    the clock starts, as the long-lived agent's is."""
     state = Path(tempfile.mkdtemp(prefix="ipb-state-"))
     selection = policy_selection.selection_from_spec({}, unused_for_default=None)
     async with CriClient(node.endpoint) as cri:

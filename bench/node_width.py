@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import multiprocessing
 import statistics
 import tempfile
@@ -25,6 +26,7 @@ from pathlib import Path
 
 import _node
 
+from imageprune_cri._pb import api_pb2
 from testkit import containerd as containerd_kit
 
 CALLS = ("ListContainers", "ImageStatus", "CreateContainer")
@@ -36,34 +38,32 @@ Sample = tuple[float, str, float]  # (started, call, seconds)
 
 def play_kubelet(flavour: str, workdir: str, sandbox: tuple[str, str], out: Path) -> None:
     """The kubelet stand-in (a process of its own, so it does not share the prune's
-    interpreter): call in a loop until `out` is asked for by the file `stop`
-    appearing, then write the samples."""
+    interpreter): call in a loop until the file `<out>.stop` appears, then write
+    the samples to `out`."""
     node = containerd_kit.ContainerdNode(containerd_kit.flavour(flavour), Path(workdir))
     samples: list[Sample] = []
     stop = out.with_suffix(".stop")
+
+    def timed(call: str, do: Callable[[], object]) -> object:
+        start = time.monotonic()
+        result = do()
+        samples.append((start, call, time.monotonic() - start))
+        return result
+
+    listing = api_pb2.ListContainersRequest()
     n = 0
     while not stop.exists():
         n += 1
-        for call, do in (
-            ("ListContainers", node.runtime.ListContainers),
-            ("ImageStatus", lambda: node.image_id_of(IN_USE)),
-            (
-                "CreateContainer",
-                lambda: node.create_container(*sandbox, name=f"k{n}", image=IN_USE, start=False),
+        timed("ListContainers", lambda: node.runtime.ListContainers(listing, timeout=60))
+        timed("ImageStatus", lambda: node.image_id_of(IN_USE))
+        created = timed(
+            "CreateContainer",
+            functools.partial(
+                node.create_container, *sandbox, name=f"k{n}", image=IN_USE, start=False
             ),
-        ):
-            start = time.monotonic()
-            result = do() if call != "ListContainers" else do(_list_request(), timeout=60)
-            samples.append((start, call, time.monotonic() - start))
-            if call == "CreateContainer":
-                node.remove_container(str(result))
+        )
+        node.remove_container(str(created))
     out.write_text("\n".join(f"{s} {c} {d}" for s, c, d in samples))
-
-
-def _list_request() -> object:
-    from imageprune_cri._pb import api_pb2  # noqa: PLC0415 - in the child only
-
-    return api_pb2.ListContainersRequest()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -97,7 +97,8 @@ def measure(
         child.join(timeout=120)
         if child.exitcode != 0:
             raise SystemExit(f"the kubelet stand-in failed (exit {child.exitcode})")
-        if prune is not None and (left := len(node.image_ids()) - 2):  # the sandbox image and the one in use stay
+        # The sandbox image and the one in use stay.
+        if prune is not None and (left := len(node.image_ids()) - 2):
             raise SystemExit(f"{left} unused images left: not a fair comparison")
     finally:
         node.stop()
@@ -109,9 +110,7 @@ def measure(
     return ended - began, latencies
 
 
-def contenders(
-    widths: list[int], count: int
-) -> dict[str, Callable[[_node.Node], object] | None]:
+def contenders(widths: list[int], count: int) -> dict[str, Callable[[_node.Node], object] | None]:
     timed: dict[str, Callable[[_node.Node], object] | None] = {
         "idle node (no prune)": None,
         "crictl rmi --prune": _node.time_crictl,
