@@ -31,7 +31,6 @@ from testkit import containerd as containerd_kit
 
 CALLS = ("ListContainers", "ImageStatus", "CreateContainer")
 IN_USE = "docker.io/bench/kubelet:1"
-IDLE_SECONDS = 2.0
 
 Sample = tuple[float, str, float]  # (started, call, seconds)
 
@@ -72,10 +71,13 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def measure(
-    flavour: str, count: int, prune: Callable[[_node.Node], object] | None, work: Path
+    flavour: str,
+    count: int,
+    prune: Callable[[_node.Node], object] | float,
+    work: Path,
 ) -> tuple[float, dict[str, list[float]]]:
-    """(prune seconds, call -> latencies of the calls started while it ran). No
-    `prune`: the node idles for as long instead."""
+    """(prune seconds, call -> latencies of the calls started while it ran). A
+    number instead of a prune: the node idles for that many seconds."""
     node = _node.fresh_node(flavour, count)
     try:
         node.add_image(repo_tags=[IN_USE], seed="kubelet")
@@ -88,8 +90,8 @@ def measure(
         child.start()
         time.sleep(1.0)  # its interpreter up and calling
         began = time.monotonic()
-        if prune is None:
-            time.sleep(IDLE_SECONDS)
+        if isinstance(prune, float):
+            time.sleep(prune)
         else:
             prune(node)
         ended = time.monotonic()
@@ -98,7 +100,7 @@ def measure(
         if child.exitcode != 0:
             raise SystemExit(f"the kubelet stand-in failed (exit {child.exitcode})")
         # The sandbox image and the one in use stay.
-        if prune is not None and (left := len(node.image_ids()) - 2):
+        if not isinstance(prune, float) and (left := len(node.image_ids()) - 2):
             raise SystemExit(f"{left} unused images left: not a fair comparison")
     finally:
         node.stop()
@@ -110,9 +112,11 @@ def measure(
     return ended - began, latencies
 
 
-def contenders(widths: list[int], count: int) -> dict[str, Callable[[_node.Node], object] | None]:
-    timed: dict[str, Callable[[_node.Node], object] | None] = {
-        "idle node (no prune)": None,
+def contenders(
+    widths: list[int], count: int, idle: float
+) -> dict[str, Callable[[_node.Node], object] | float]:
+    timed: dict[str, Callable[[_node.Node], object] | float] = {
+        "idle node (no prune)": idle,
         "crictl rmi --prune": _node.time_crictl,
     }
     for width in widths:
@@ -128,10 +132,16 @@ def main() -> None:
     parser.add_argument("--widths", default="1,16,64,0", help="comma-separated; 0: unbounded")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--flavour", choices=_node.FLAVOURS, default="2.x")
-    parser.add_argument("--smoke", action="store_true", help="5 images, 1 round: does it run")
+    parser.add_argument(
+        "--smoke", action="store_true", help="5 images, 1 round, unbounded only: does it run"
+    )
     args = parser.parse_args()
-    count, rounds = (5, 1) if args.smoke else (args.images, args.rounds)
-    timed = contenders([int(w) for w in args.widths.split(",")], count)
+    if args.smoke:
+        args.images, args.rounds, args.widths = 5, 1, "0"
+    timed = contenders(
+        [int(w) for w in args.widths.split(",")], args.images, 0.5 if args.smoke else 2.0
+    )
+    count, rounds = args.images, args.rounds
     work = Path(tempfile.mkdtemp(prefix="ipb-width-"))
     seconds: dict[str, list[float]] = {name: [] for name in timed}
     calls: dict[str, dict[str, list[float]]] = {name: {c: [] for c in CALLS} for name in timed}
