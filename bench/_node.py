@@ -6,11 +6,13 @@ Not a benchmark itself (bench-smoke.sh skips files starting with `_`)."""
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
@@ -40,8 +42,10 @@ def fresh_node(flavour: str, count: int) -> Node:
     return node
 
 
-def crictl() -> str:
-    return str(binaries.find_binary("crictl", search_path=False))
+def crictl() -> list[str]:
+    """crictl with our deadline per call (30 s): its own, 2 s, gives up on a loaded
+    machine, leaving images behind with exit status 0."""
+    return [str(binaries.find_binary("crictl", search_path=False)), "--timeout", "30s"]
 
 
 def time_command(cmd: list[str]) -> float:
@@ -52,7 +56,7 @@ def time_command(cmd: list[str]) -> float:
 
 
 def time_crictl(node: Node) -> float:
-    return time_command([crictl(), "--runtime-endpoint", node.endpoint, "rmi", "--prune"])
+    return time_command([*crictl(), "--runtime-endpoint", node.endpoint, "rmi", "--prune"])
 
 
 async def agent_prune(node: Node, width: int, images: int) -> float:
@@ -60,21 +64,22 @@ async def agent_prune(node: Node, width: int, images: int) -> float:
     flight (0: all at once, as crictl does), called as the agent's runner calls it
     (service.prune: observe, plan, re-check, remove). The client is connected before
     the clock starts, as the long-lived agent's is."""
-    state = Path(tempfile.mkdtemp(prefix="ipb-state-"))
     selection = policy_selection.selection_from_spec({}, unused_for_default=None)
-    async with CriClient(node.endpoint) as cri:
-        await cri.version()  # the agent's channel is up long before a run
-        start = time.perf_counter()
-        run = await service.prune(
-            cri,
-            selection=selection,
-            store=usage.UsageStore(state / "usage.json"),
-            now=datetime.datetime.now(datetime.UTC),
-            dry_run=False,
-            concurrency=width or max(images, 1),
-            lock=statelock.StateLock(state),
-        )
-        elapsed = time.perf_counter() - start
+    with tempfile.TemporaryDirectory(prefix="ipb-state-") as temporary:
+        state = Path(temporary)
+        async with CriClient(node.endpoint) as cri:
+            await cri.version()  # the agent's channel is up long before a run
+            start = time.perf_counter()
+            run = await service.prune(
+                cri,
+                selection=selection,
+                store=usage.UsageStore(state / "usage.json"),
+                now=datetime.datetime.now(datetime.UTC),
+                dry_run=False,
+                concurrency=width or max(images, 1),
+                lock=statelock.StateLock(state),
+            )
+            elapsed = time.perf_counter() - start
     if failed := run.report.failed:
         raise SystemExit(f"{len(failed)} removals failed: {failed[0].detail}")
     return elapsed
@@ -85,3 +90,18 @@ def check_empty(node: Node, who: str) -> None:
     that left images did less work, and the comparison would not be fair."""
     if left := len(node.image_ids()):
         raise SystemExit(f"{who} left {left} images: not a fair comparison")
+
+
+def add_flags(parser: argparse.ArgumentParser, *, rounds: int, smoke: str) -> None:
+    """--rounds, --flavour and --smoke (`smoke`: what a smoke run shrinks to)."""
+    parser.add_argument("--rounds", type=int, default=rounds)
+    parser.add_argument("--flavour", choices=FLAVOURS, default="2.x")
+    parser.add_argument("--smoke", action="store_true", help=f"{smoke}: does it run")
+
+
+def alternating(contenders: Sequence[str], rounds: int) -> Iterator[tuple[int, str]]:
+    """(round, contender), the order reversed every other round so that drift on the
+    (shared) machine hits every contender alike."""
+    for r in range(rounds):
+        for name in contenders if r % 2 == 0 else reversed(contenders):
+            yield r, name

@@ -36,30 +36,26 @@ def contenders(widths: list[int]) -> dict[str, Callable[[_node.Node, int], float
 def bench_size(flavour: str, count: int, rounds: int, widths: list[int]) -> dict[str, float]:
     timed = contenders(widths)
     times: dict[str, list[float]] = {name: [] for name in timed}
-    for r in range(rounds):
-        order = list(timed) if r % 2 == 0 else list(reversed(timed))
-        for name in order:
-            node = _node.fresh_node(flavour, count)
-            try:
-                times[name].append(timed[name](node, count))
-                _node.check_empty(node, name)
-            finally:
-                node.stop()
-            print(f"  {count} images, round {r + 1}, {name}: {times[name][-1]:.2f}s", flush=True)
+    for r, name in _node.alternating(list(timed), rounds):
+        node = _node.fresh_node(flavour, count)
+        try:
+            times[name].append(timed[name](node, count))
+            _node.check_empty(node, name)
+        finally:
+            node.stop()
+        print(f"  {count} images, round {r + 1}, {name}: {times[name][-1]:.2f}s", flush=True)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", default="500", help="comma-separated sizes")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--flavour", choices=_node.FLAVOURS, default="2.x")
     parser.add_argument(
         "--widths",
         default=f"{Settings.concurrency},0",
         help="comma-separated removal widths for the agent (0: unbounded, like crictl)",
     )
-    parser.add_argument("--smoke", action="store_true", help="5 images, 1 round: does it run")
+    _node.add_flags(parser, rounds=3, smoke="5 images, 1 round")
     args = parser.parse_args()
     sizes = [5] if args.smoke else [int(s) for s in args.images.split(",")]
     rounds = 1 if args.smoke else args.rounds

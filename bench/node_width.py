@@ -130,11 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--widths", default="1,16,64,0", help="comma-separated; 0: unbounded")
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--flavour", choices=_node.FLAVOURS, default="2.x")
-    parser.add_argument(
-        "--smoke", action="store_true", help="5 images, 1 round, unbounded only: does it run"
-    )
+    _node.add_flags(parser, rounds=2, smoke="5 images, 1 round, unbounded only")
     args = parser.parse_args()
     if args.smoke:
         args.images, args.rounds, args.widths = 5, 1, "0"
@@ -145,13 +141,12 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ipb-width-"))
     seconds: dict[str, list[float]] = {name: [] for name in timed}
     calls: dict[str, dict[str, list[float]]] = {name: {c: [] for c in CALLS} for name in timed}
-    for r in range(rounds):
-        for name in list(timed) if r % 2 == 0 else list(reversed(timed)):
-            took, latencies = measure(args.flavour, count, timed[name], work)
-            seconds[name].append(took)
-            for call, values in latencies.items():
-                calls[name][call].extend(values)
-            print(f"  round {r + 1} {name}: {took:.2f}s", flush=True)
+    for r, name in _node.alternating(list(timed), rounds):
+        took, latencies = measure(args.flavour, count, timed[name], work)
+        seconds[name].append(took)
+        for call, values in latencies.items():
+            calls[name][call].extend(values)
+        print(f"  round {r + 1} {name}: {took:.2f}s", flush=True)
     print(f"kubelet's calls during a prune of {count} images, containerd {args.flavour}")
     print("(latency in ms, p50 / p99 over every call started during the prune, all rounds)")
     print(f"{'':<24} {'prune':>7}  " + "  ".join(f"{c:>21}" for c in CALLS))

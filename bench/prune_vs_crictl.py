@@ -33,20 +33,18 @@ def bench_prune(
 ) -> dict[str, float]:
     """Median wall time of each contender's command over `rounds` fresh nodes."""
     times: dict[str, list[float]] = {name: [] for name in contenders}
-    for r in range(rounds):
-        order = list(contenders) if r % 2 == 0 else list(reversed(contenders))
-        for name in order:
-            node = _node.fresh_node(flavour, count)
-            try:
-                cmd = [part.replace("{endpoint}", node.endpoint) for part in contenders[name]]
-                if "{state}" in " ".join(cmd):
-                    state = tempfile.mkdtemp(prefix="ipb-state-")
-                    cmd = [part.replace("{state}", state) for part in cmd]
-                times[name].append(_node.time_command(cmd))
-                _node.check_empty(node, name)
-            finally:
-                node.stop()
-            print(f"  round {r + 1} {name}: {times[name][-1]:.2f}s", flush=True)
+    for r, name in _node.alternating(list(contenders), rounds):
+        node = _node.fresh_node(flavour, count)
+        try:
+            cmd = [part.replace("{endpoint}", node.endpoint) for part in contenders[name]]
+            if "{state}" in " ".join(cmd):
+                state = tempfile.mkdtemp(prefix="ipb-state-")
+                cmd = [part.replace("{state}", state) for part in cmd]
+            times[name].append(_node.time_command(cmd))
+            _node.check_empty(node, name)
+        finally:
+            node.stop()
+        print(f"  round {r + 1} {name}: {times[name][-1]:.2f}s", flush=True)
     return {name: statistics.median(t) for name, t in times.items()}
 
 
@@ -108,11 +106,7 @@ def bench_planner(images: int, containers: int, runs: int = 15) -> tuple[float, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=500)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--flavour", choices=_node.FLAVOURS, default="2.x")
-    parser.add_argument(
-        "--smoke", action="store_true", help="5 images, 1 round, a small planner: does it run"
-    )
+    _node.add_flags(parser, rounds=3, smoke="5 images, 1 round, a small planner")
     args = parser.parse_args()
     if args.smoke:
         args.images, args.rounds = 5, 1
@@ -136,7 +130,7 @@ def main() -> None:
         # crictl removes every candidate at once; this is imageprune at the same width.
         f"imageprune prune --concurrency {args.images}": [*ours, "--concurrency", str(args.images)],
         "crictl rmi --prune": [
-            _node.crictl(),
+            *_node.crictl(),
             "--runtime-endpoint",
             "{endpoint}",
             "rmi",
