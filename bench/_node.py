@@ -33,12 +33,18 @@ def fresh_node(flavour: str, count: int) -> Node:
         containerd_kit.flavour(flavour), Path(tempfile.mkdtemp(prefix="ipb-", dir="/tmp"))
     )
     node.start()
-    node.add_images(
-        *(
-            oci.ImageSpec(repo_tags=(f"docker.io/bench/app{i}:1",), payload_size=4096)
-            for i in range(count)
-        )
-    )
+    try:
+        # One archive per 1,000 images: ctr refuses one of more than 10,000 blobs.
+        for first in range(0, count, 1000):
+            node.add_images(
+                *(
+                    oci.ImageSpec(repo_tags=(f"docker.io/bench/app{i}:1",), payload_size=4096)
+                    for i in range(first, min(first + 1000, count))
+                )
+            )
+    except BaseException:
+        node.stop()
+        raise
     return node
 
 
