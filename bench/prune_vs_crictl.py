@@ -3,7 +3,7 @@ and the planner on a large synthetic node.
 
 Each round starts a fresh containerd, imports the same N unused images, and times
 one tool's whole command (process start to exit). Rounds alternate the tools so
-drift on the machine hits both. Prints the medians and their ratio (goal: <= 1.0),
+drift on the machine hits both. Prints the medians and their ratio (goal: <= 1.2),
 then the planner's median time for 10,000 images and 2,000 containers (goal:
 under 100 ms) and its peak allocation. Needs root and the binaries from hack/testbin.sh.
 
@@ -143,7 +143,7 @@ def main() -> None:
     for name, median in medians.items():
         ratio = "" if name.startswith("crictl") else f"  ratio to crictl {median / peer:.2f}"
         print(f"{name:<40} median {median:.2f}s{ratio}")
-    print("goal: ratio <= 1.0")
+    print("goal: ratio <= 1.2 (start-up included; the agent alone: bench/node_prune.py)")
     planned, peak = bench_planner(*planner_size)
     print(
         f"planner, {planner_size[0]} images / {planner_size[1]} containers: "
