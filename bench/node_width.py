@@ -37,8 +37,8 @@ Sample = tuple[float, str, float]  # (started, call, seconds)
 
 def play_kubelet(flavour: str, workdir: str, sandbox: tuple[str, str], out: Path) -> None:
     """The kubelet stand-in (a process of its own, so it does not share the prune's
-    interpreter): call in a loop until the file `<out>.stop` appears, then write
-    the samples to `out`."""
+    interpreter): call in a loop, touching `<out>.ready` after the first round, until
+    the file `<out>.stop` appears; then write the samples to `out`."""
     node = containerd_kit.ContainerdNode(containerd_kit.flavour(flavour), Path(workdir))
     samples: list[Sample] = []
     stop = out.with_suffix(".stop")
@@ -62,7 +62,16 @@ def play_kubelet(flavour: str, workdir: str, sandbox: tuple[str, str], out: Path
             ),
         )
         node.remove_container(str(created))
+        out.with_suffix(".ready").touch()
     out.write_text("\n".join(f"{s} {c} {d}" for s, c, d in samples))
+
+
+def _wait_for(ready: Path, child: multiprocessing.process.BaseProcess) -> None:
+    deadline = time.monotonic() + 120
+    while not ready.exists():
+        if not child.is_alive() or time.monotonic() > deadline:
+            raise SystemExit(f"the kubelet stand-in never got going (exit {child.exitcode})")
+        time.sleep(0.05)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -88,7 +97,7 @@ def measure(
             target=play_kubelet, args=(flavour, str(node.dir), (sandbox, "kubelet"), out)
         )
         child.start()
-        time.sleep(1.0)  # its interpreter up and calling
+        _wait_for(out.with_suffix(".ready"), child)  # its interpreter up and calling
         began = time.monotonic()
         if isinstance(prune, float):
             time.sleep(prune)
@@ -138,15 +147,15 @@ def main() -> None:
         [int(w) for w in args.widths.split(",")], args.images, 0.5 if args.smoke else 2.0
     )
     count, rounds = args.images, args.rounds
-    work = Path(tempfile.mkdtemp(prefix="ipb-width-"))
     seconds: dict[str, list[float]] = {name: [] for name in timed}
     calls: dict[str, dict[str, list[float]]] = {name: {c: [] for c in CALLS} for name in timed}
-    for r, name in _node.alternating(list(timed), rounds):
-        took, latencies = measure(args.flavour, count, timed[name], work)
-        seconds[name].append(took)
-        for call, values in latencies.items():
-            calls[name][call].extend(values)
-        print(f"  round {r + 1} {name}: {took:.2f}s", flush=True)
+    with tempfile.TemporaryDirectory(prefix="ipb-width-") as work:
+        for r, name in _node.alternating(list(timed), rounds):
+            took, latencies = measure(args.flavour, count, timed[name], Path(work))
+            seconds[name].append(took)
+            for call, values in latencies.items():
+                calls[name][call].extend(values)
+            print(f"  round {r + 1} {name}: {took:.2f}s", flush=True)
     print(f"kubelet's calls during a prune of {count} images, containerd {args.flavour}")
     print("(latency in ms, p50 / p99 over every call started during the prune, all rounds)")
     print(f"{'':<24} {'prune':>7}  " + "  ".join(f"{c:>21}" for c in CALLS))

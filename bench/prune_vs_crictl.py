@@ -36,11 +36,12 @@ def bench_prune(
     for r, name in _node.alternating(list(contenders), rounds):
         node = _node.fresh_node(flavour, count)
         try:
-            cmd = [part.replace("{endpoint}", node.endpoint) for part in contenders[name]]
-            if "{state}" in " ".join(cmd):
-                state = tempfile.mkdtemp(prefix="ipb-state-")
-                cmd = [part.replace("{state}", state) for part in cmd]
-            times[name].append(_node.time_command(cmd))
+            with tempfile.TemporaryDirectory(prefix="ipb-state-") as state:
+                cmd = [
+                    part.replace("{endpoint}", node.endpoint).replace("{state}", state)
+                    for part in contenders[name]
+                ]
+                times[name].append(_node.time_command(cmd))
             _node.check_empty(node, name)
         finally:
             node.stop()
