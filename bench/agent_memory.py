@@ -8,7 +8,7 @@ images. It first completes one dry run over all of them (so everything it keeps 
 a run is in memory), then idles with usage records every --usage-interval; RSS is
 sampled during that idle time. Needs root and the binaries from hack/testbin.sh.
 
-    python bench/agent_memory.py [--images 1000] [--flavour 2.x] [--seconds 20]
+    python bench/agent_memory.py [--images 1000] [--flavour 2.x] [--seconds 20] [--smoke]
 """
 
 from __future__ import annotations
@@ -94,7 +94,12 @@ def measure(work: Path) -> None:
     parser.add_argument("--images", type=int, default=1000)
     parser.add_argument("--flavour", choices=containerd_kit.FLAVOURS, default="2.x")
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--smoke", action="store_true", help="10 images, 1 s samples, one peer: does it run"
+    )
     args = parser.parse_args()
+    if args.smoke:
+        args.images, args.seconds = 10, 1.0
     apiserver = binaries.require_binary("kube-apiserver")
     plane = ControlPlane(
         work / "kube",
@@ -127,21 +132,26 @@ def measure(work: Path) -> None:
             seen = task["status"]["report"]["imagesSeen"]
             assert agent.process is not None
             pid = agent.process.popen.pid
-            time.sleep(6)  # at least one usage record after the run
+            time.sleep(1 if args.smoke else 6)  # a usage record (every 5 s) after the run
             ours = sample(pid, args.seconds)
         env = {"KUBECONFIG": str(plane.kubeconfig_path), "PYTHONPATH": agent_kit.import_path()}
         kopf_run = [sys.executable, "-m", "kopf", "run", "--standalone", "--all-namespaces"]
         peers: dict[str, list[str]] = {
             "python -c 'import kopf'": [sys.executable, "-c", "import kopf, time; time.sleep(3600)"]
         }
+        # The kopf operators take seconds each to settle: a smoke run skips them.
         for label, imports in (
-            ("kopf operator, same watch", ""),
-            # What an agent built on kopf would weigh at least: the same watch, and the
-            # same engine, CRI client and metrics loaded.
-            (
-                "kopf operator + agent's imports",
-                "import imageprune.node.service, imageprune.node.report, prometheus_client",
-            ),
+            ()
+            if args.smoke
+            else (
+                ("kopf operator, same watch", ""),
+                # What an agent built on kopf would weigh at least: the same watch, and the
+                # same engine, CRI client and metrics loaded.
+                (
+                    "kopf operator + agent's imports",
+                    "import imageprune.node.service, imageprune.node.report, prometheus_client",
+                ),
+            )
         ):
             script = work / f"kopf_{len(peers)}.py"
             script.write_text(KOPF_WATCHER.format(imports=imports))
@@ -150,7 +160,11 @@ def measure(work: Path) -> None:
         for label, argv in peers.items():
             try:
                 measured[label] = peer(
-                    argv, settle=8, seconds=args.seconds, env=env, log=work / f"{len(measured)}.log"
+                    argv,
+                    settle=2 if args.smoke else 8,
+                    seconds=args.seconds,
+                    env=env,
+                    log=work / f"{len(measured)}.log",
                 )
             except RuntimeError as err:
                 print(f"peer {label!r} did not run: {err}")

@@ -9,7 +9,6 @@ import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from imageprune.api import policy as api_policy
 from imageprune.policy import manifest_file
 from imageprune.policy import selection as policy_selection
 
@@ -201,6 +200,10 @@ def request_from_args(args: argparse.Namespace) -> Request:
 
 def _policy_request(spec: Mapping[str, object]) -> Request:
     # The operator's own parser: a policy the cluster would refuse, the node refuses.
+    # Imported here: only --policy needs it (with zoneinfo, label selectors...), and
+    # every other prune would pay for it at start-up.
+    from imageprune.api import policy as api_policy  # noqa: PLC0415
+
     policy = api_policy.parse_spec(spec)
     removes_nothing = None
     if policy.suspend:

@@ -40,11 +40,22 @@ async def observe(
     cri: CriClient, *, selection: Selection, store: usage.UsageStore, now: datetime.datetime
 ) -> Observation:
     """Read the node, update and save the usage records, and plan under `selection`."""
+    observed, saving = await _observe(cri, selection=selection, store=store, now=now)
+    await saving
+    return observed
+
+
+async def _observe(
+    cri: CriClient, *, selection: Selection, store: usage.UsageStore, now: datetime.datetime
+) -> tuple[Observation, asyncio.Future[None]]:
+    """observe(), with the saving of the records still under way: the caller awaits
+    it when it suits. Saving means two fsyncs, so it runs in a thread, off the event
+    loop, while the run plans and removes from the records in memory."""
     snapshot = await inventory.take(cri, with_created_at=selection.needs_created_at)
     records = usage.observe(
         store.load(), images=snapshot.images, containers=snapshot.containers, now=now
     )
-    _save(store, records)
+    saving = asyncio.ensure_future(asyncio.to_thread(_save, store, records))
     plan = planner.plan(
         images=snapshot.images,
         containers=snapshot.containers,
@@ -57,7 +68,7 @@ async def observe(
     for pattern in plan.unmatched_excludes:
         # A protection that protects nothing is often a typo; say so every run.
         log.warning("exclude pattern %r matches no image on this node", pattern)
-    return Observation(snapshot, records, plan, now)
+    return Observation(snapshot, records, plan, now), saving
 
 
 async def record_usage(
@@ -108,19 +119,22 @@ async def prune(
         contextlib.nullcontext() if dry_run else lock
     )
     async with held:
-        observed = await observe(cri, selection=selection, store=store, now=now)
-        if on_plan:
-            on_plan(observed.plan)
-        report = await executor.execute(
-            cri,
-            observed.plan.removable,
-            dry_run=dry_run,
-            concurrency=concurrency,
-            on_result=on_result,
-            stop=stop,
-        )
-        if report.with_outcome(executor.Outcome.UNKNOWN):
-            report = await executor.confirm_unknown(cri, report)
+        observed, saving = await _observe(cri, selection=selection, store=store, now=now)
+        try:
+            if on_plan:
+                on_plan(observed.plan)
+            report = await executor.execute(
+                cri,
+                observed.plan.removable,
+                dry_run=dry_run,
+                concurrency=concurrency,
+                on_result=on_result,
+                stop=stop,
+            )
+            if report.with_outcome(executor.Outcome.UNKNOWN):
+                report = await executor.confirm_unknown(cri, report)
+        finally:
+            await saving  # within the lock: the next prune reads what this one wrote
         return PruneRun(
             observed,
             report,
