@@ -5,11 +5,14 @@ pods on the real kubelet, next to real workloads the kubelet started.
 
 The tests run in file order and share the node: the release first, then an Enforce run
 over the workloads, what the run left in the agent's log, a kubelet restart and an agent
-pod deletion, and last `helm upgrade` to another image tag."""
+pod deletion, `helm upgrade` to another image tag, a diskUsage policy, and last kubelet's
+own image GC removing images next to imageprune's."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -37,6 +40,7 @@ WORKLOADS = {
     "crash": f"{REGISTRY}/real/crash:1",
 }
 UNUSED = (f"{REGISTRY}/real/old:1", f"{REGISTRY}/real/old:2")
+DISK_POLICY = "real-node-disk"
 
 
 @pytest.fixture(scope="module", params=["2.x", "1.6"])
@@ -64,6 +68,7 @@ def values(node: realnode.RealNode) -> dict[str, Any]:
             "imageFilesystem": str(node.runtime.dir / "root"),
             "stateDir": str(node.workdir / "imageprune-state"),
             "usageInterval": "2s",
+            "diskCheckInterval": "2s",
         },
     }
 
@@ -397,3 +402,109 @@ def test_helm_upgrade_to_a_new_tag_rolls_the_agent_and_the_next_run_works(
     present = node.runtime.image_ids()
     for image_id in (i for i in usage_before if i in present):
         assert usage_after[image_id]["firstSeen"] == usage_before[image_id]["firstSeen"]
+
+
+def _images(*refs: str) -> tuple[str, ...]:
+    return tuple(f"{REGISTRY}/{ref}" for ref in refs)
+
+
+def _run_of(node: realnode.RealNode, policy: str) -> dict[str, Any]:
+    return _wait(
+        node,
+        f"a completed run of {policy}",
+        lambda: (
+            (r := cluster_kit.status(node.plane, policy).get("run") or {}).get("completionTime")
+            and r
+        ),
+    )
+
+
+@contextlib.contextmanager
+def _policy(node: realnode.RealNode, manifest: dict[str, Any]) -> Iterator[None]:
+    """Applied for the block, deleted after it: a diskUsage policy left behind keeps
+    running on every disk check, and the tests after it count runs."""
+    _apply(node, manifest)
+    try:
+        yield
+    finally:
+        node.plane.kubectl(
+            "delete", "ipp", manifest["metadata"]["name"], "--wait", "--timeout=60s", check=False
+        )
+
+
+def test_disk_usage_policy_removes_with_the_default_non_root_agent(
+    node: realnode.RealNode, release: chart.Helm
+) -> None:
+    """containerd makes its root dir 0700: the agent (uid 65532) measures the chart's
+    read-only mount of it instead of the snapshotter's dir the CRI names."""
+    unused = _images("disk/old:1", "disk/old:2")
+    node.runtime.add_images(*(oci.ImageSpec(repo_tags=(ref,)) for ref in unused))
+    ids = {node.runtime.image_id_of(ref) for ref in unused}
+    # highPercent under any real disk's fill: the run must remove, and cannot reach low.
+    manifest = cluster_kit.policy(
+        DISK_POLICY,
+        mode="Enforce",
+        unusedFor="0s",
+        include=[f"{REGISTRY}/disk/*"],
+        diskUsage={"highPercent": 1, "lowPercent": 0.5},
+    )
+    with _policy(node, manifest):
+        run = _run_of(node, DISK_POLICY)
+        (task,) = cluster_kit.tasks(node.plane, DISK_POLICY).values()
+    assert run["nodes"]["succeeded"] == 1, run
+    assert run["imagesRemoved"] == len(unused), run
+    for image_id in ids:
+        node.runtime.wait_image(image_id, present=False)
+    image_fs = task["status"]["report"]["imageFs"]
+    assert image_fs["capacityBytes"] > 0, image_fs
+    assert image_fs["usedBytesAfter"] is not None, image_fs
+    (agent,) = pods(node, "agent")
+    assert "cannot stat image filesystem" not in _agent_log(node, agent["metadata"]["name"])
+
+
+def test_kubelet_image_gc_and_imageprune_remove_together(
+    node: realnode.RealNode, release: chart.Helm
+) -> None:
+    """kubelet's thresholds just under the disk's fill, imageprune's diskUsage under
+    kubelet's, as docs/install.md recommends: both remove at once. kubelet alone may
+    take the images the policy excludes; either may take the others, and imageprune
+    finds some gone when it removes them. Nothing fails, and the workloads run on."""
+    for_kubelet = _images("gc/kubelet-only:1", "gc/kubelet-only:2")
+    for_both = _images("gc/either:1", "gc/either:2", "gc/either:3")
+    built = node.runtime.add_images(
+        *(oci.ImageSpec(repo_tags=(ref,)) for ref in (*for_kubelet, *for_both))
+    )
+    kubelet_high = math.floor(node.runtime.image_filesystem_used_percent()) - 1
+    assert kubelet_high >= 5, "the disk is too empty for thresholds under its fill"
+    manifest = cluster_kit.policy(
+        DISK_POLICY,
+        mode="Enforce",
+        unusedFor="0s",
+        include=[f"{REGISTRY}/gc/*"],
+        exclude=[f"{REGISTRY}/gc/kubelet-only:*"],
+        diskUsage={"highPercent": kubelet_high - 3, "lowPercent": kubelet_high - 4},
+    )
+    with _policy(node, manifest):
+        previous = node.reconfigure_kubelet(
+            imageGCHighThresholdPercent=kubelet_high,
+            imageGCLowThresholdPercent=kubelet_high - 1,
+            imageMinimumGCAge="0s",  # the test's images are minutes old, not two
+            imageMaximumGCAge="1h",
+        )
+        try:
+            for image in built:
+                node.runtime.wait_image(image.id, present=False, timeout=180)
+            run = _run_of(node, DISK_POLICY)
+            (task,) = cluster_kit.tasks(node.plane, DISK_POLICY).values()
+        finally:
+            node.reconfigure_kubelet(**previous)
+
+    assert run["nodes"]["succeeded"] == 1, run
+    assert run["nodes"]["failed"] == 0, run
+    report = task["status"]["report"]
+    assert set(report["outcomes"]) <= {"Removed"}, report
+    for pod in ("operator", "agent"):
+        assert all(ready(p) for p in pods(node, pod)), pod
+    node.plane.kubectl("rollout", "status", "deployment/web", "--timeout=60s", timeout=90)
+    for ref in (*WORKLOADS.values(), SANDBOX_IMAGE, image_kit.REF):
+        assert node.runtime.image_id_of(ref), ref
