@@ -451,8 +451,9 @@ def test_disk_usage_policy_removes_with_the_default_non_root_agent(
     with _policy(node, manifest):
         run = _run_of(node, DISK_POLICY)
         (task,) = cluster_kit.tasks(node.plane, DISK_POLICY).values()
-    assert run["nodes"]["succeeded"] == 1, run
-    assert run["imagesRemoved"] == len(unused), run
+        seen = f"{task['status']}\n{_diagnostics(node)}"
+    assert run["nodes"]["succeeded"] == 1, seen
+    assert run["imagesRemoved"] == len(unused), seen
     for image_id in ids:
         node.runtime.wait_image(image_id, present=False)
     image_fs = task["status"]["report"]["imageFs"]

@@ -567,8 +567,10 @@ def running(workdir: Path, flavour: str = "2.x") -> Iterator[RealNode]:
     cannot start, with the reason)."""
     with contextlib.ExitStack() as stack:
         try:
-            preflight()
+            # The lock first: another test run's node holds the fixed ports until it
+            # is done, and that is a reason to wait, not to skip.
             stack.enter_context(node_lock())
+            preflight()
         except NodeUnavailableError as e:
             unavailable(str(e))
         node = RealNode(workdir, flavour)
