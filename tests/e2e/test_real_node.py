@@ -404,16 +404,91 @@ def test_helm_upgrade_to_a_new_tag_rolls_the_agent_and_the_next_run_works(
         assert usage_after[image_id]["firstSeen"] == usage_before[image_id]["firstSeen"]
 
 
+def _task_status(node: realnode.RealNode, policy: str) -> dict[str, Any]:
+    (task,) = cluster_kit.tasks(node.plane, policy).values()
+    found: dict[str, Any] = task.get("status") or {}
+    return found
+
+
+def test_helm_upgrade_mid_run_loses_no_run(node: realnode.RealNode, release: chart.Helm) -> None:
+    """The agent has started a run and waits on a runtime that does not answer (frozen)
+    when `helm upgrade` changes the image tag: the DaemonSet deletes the agent pod in
+    the middle of the run. The run completes on the node all the same, by the old
+    agent in its shutdown grace or by the new one."""
+    plane = node.plane
+    tag = f"{imageprune.__version__}-midrun"
+    node.runtime.ctr("images", "tag", image_kit.REF, image_kit.REF.rsplit(":", 1)[0] + f":{tag}")
+    unused = _images("midrun/old:1", "midrun/old:2")
+    node.runtime.add_images(*(oci.ImageSpec(repo_tags=(ref,)) for ref in unused))
+    ids = {node.runtime.image_id_of(ref) for ref in unused}
+    (old,) = pods(node, "agent")
+    run_before = cluster_kit.status(plane, POLICY)["run"]["id"]
+
+    node.runtime.freeze()
+    try:
+        plane.kubectl(
+            "annotate", "ipp", POLICY, "--overwrite", f"{names.RUN_NOW_ANNOTATION}=midrun"
+        )
+        started = _wait(
+            node,
+            "the agent to start the run",
+            lambda: (
+                (s := _task_status(node, POLICY)).get("runId") not in (None, run_before)
+                and s.get("startTime")
+                and s
+            ),
+        )
+        assert not started.get("completionTime"), started
+        release.run(
+            "upgrade",
+            RELEASE,
+            str(chart.CHART),
+            f"--namespace={NAMESPACE}",
+            "--reuse-values",
+            f"--set=image.tag={tag}",
+            timeout=120,
+        )
+        _wait(
+            node,
+            "the DaemonSet to delete the agent pod",
+            lambda: all(
+                p["metadata"].get("deletionTimestamp")
+                for p in pods(node, "agent")
+                if p["metadata"]["uid"] == old["metadata"]["uid"]
+            ),
+        )
+    finally:
+        node.runtime.freeze(frozen=False)
+
+    _wait(
+        node,
+        "the agent pod of the new tag Ready",
+        lambda: [
+            p
+            for p in pods(node, "agent")
+            if ready(p) and p["spec"]["containers"][0]["image"].endswith(f":{tag}")
+        ],
+    )
+    run = _run_of(node, POLICY, run_id=started["runId"])
+    assert run["nodes"]["succeeded"] == 1, run
+    status = _task_status(node, POLICY)
+    assert status["runId"] == started["runId"], status
+    for image_id in ids:
+        node.runtime.wait_image(image_id, present=False)
+
+
 def _images(*refs: str) -> tuple[str, ...]:
     return tuple(f"{REGISTRY}/{ref}" for ref in refs)
 
 
-def _run_of(node: realnode.RealNode, policy: str) -> dict[str, Any]:
+def _run_of(node: realnode.RealNode, policy: str, run_id: str | None = None) -> dict[str, Any]:
+    """The policy's completed run (`run_id`'s, if given)."""
     return _wait(
         node,
-        f"a completed run of {policy}",
+        f"a completed run {run_id or ''} of {policy}",
         lambda: (
             (r := cluster_kit.status(node.plane, policy).get("run") or {}).get("completionTime")
+            and (run_id is None or r["id"] == run_id)
             and r
         ),
     )
