@@ -511,7 +511,8 @@ def test_disk_usage_policy_removes_with_the_default_non_root_agent(
     node: realnode.RealNode, release: chart.Helm
 ) -> None:
     """containerd makes its root dir 0700: the agent (uid 65532) measures the chart's
-    read-only mount of it instead of the snapshotter's dir the CRI names."""
+    read-only mount of it instead of the snapshotter's dir the CRI names. Without the
+    figures a diskUsage policy removes nothing."""
     unused = _images("disk/old:1", "disk/old:2")
     node.runtime.add_images(*(oci.ImageSpec(repo_tags=(ref,)) for ref in unused))
     ids = {node.runtime.image_id_of(ref) for ref in unused}
@@ -528,7 +529,8 @@ def test_disk_usage_policy_removes_with_the_default_non_root_agent(
         (task,) = cluster_kit.tasks(node.plane, DISK_POLICY).values()
         seen = f"{task['status']}\n{_diagnostics(node)}"
     assert run["nodes"]["succeeded"] == 1, seen
-    assert run["imagesRemoved"] == len(unused), seen
+    # Removed by the policy's run or by a disk check of the agent before it (kubelet's
+    # GC is out of the way): neither acts without the figures.
     for image_id in ids:
         node.runtime.wait_image(image_id, present=False)
     image_fs = task["status"]["report"]["imageFs"]
@@ -568,8 +570,10 @@ def test_kubelet_image_gc_and_imageprune_remove_together(
             imageMaximumGCAge="1h",
         )
         try:
+            # kubelet's GC runs every 5 minutes; the pass at its start usually finds its
+            # disk figures not ready yet.
             for image in built:
-                node.runtime.wait_image(image.id, present=False, timeout=180)
+                node.runtime.wait_image(image.id, present=False, timeout=420)
             run = _run_of(node, DISK_POLICY)
             (task,) = cluster_kit.tasks(node.plane, DISK_POLICY).values()
         finally:
