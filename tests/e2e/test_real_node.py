@@ -470,9 +470,10 @@ def test_helm_upgrade_mid_run_loses_no_run(node: realnode.RealNode, release: cha
         ],
     )
     run = _run_of(node, POLICY, run_id=started["runId"])
-    assert run["nodes"]["succeeded"] == 1, run
     status = _task_status(node, POLICY)
-    assert status["runId"] == started["runId"], status
+    seen = f"{run}\n{status}\n{_diagnostics(node)}"
+    assert run["nodes"]["succeeded"] == 1, seen
+    assert status["runId"] == started["runId"], seen
     for image_id in ids:
         node.runtime.wait_image(image_id, present=False)
 
@@ -586,5 +587,9 @@ def test_kubelet_image_gc_and_imageprune_remove_together(
     for pod in ("operator", "agent"):
         assert all(ready(p) for p in pods(node, pod)), pod
     node.plane.kubectl("rollout", "status", "deployment/web", "--timeout=60s", timeout=90)
-    for ref in (*WORKLOADS.values(), SANDBOX_IMAGE, image_kit.REF):
+    # containerd 1.6 does not pin its sandbox image, and kubelet's GC protects only what
+    # containers (not sandboxes) use and what is pinned: there it removes the pause
+    # image under running pods (seen with kubelet 1.36; imageprune never removes it).
+    sandbox = () if node.runtime.flavour.name == "1.6" else (SANDBOX_IMAGE,)
+    for ref in (*WORKLOADS.values(), *sandbox, image_kit.REF):
         assert node.runtime.image_id_of(ref), ref
