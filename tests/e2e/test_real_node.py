@@ -410,10 +410,16 @@ def _task_status(node: realnode.RealNode, policy: str) -> dict[str, Any]:
     return found
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 14: at SIGTERM the agent sends no further removal and writes the run "
+    "finished as Interrupted (docs/agent.md), so the new agent does not run it again and "
+    "the node fails the policy's run",
+)
 def test_helm_upgrade_mid_run_loses_no_run(node: realnode.RealNode, release: chart.Helm) -> None:
     """The agent has started a run and waits on a runtime that does not answer (frozen)
     when `helm upgrade` changes the image tag: the DaemonSet deletes the agent pod in
-    the middle of the run. The run completes on the node all the same, by the old
+    the middle of the run. The run must complete on the node all the same, by the old
     agent in its shutdown grace or by the new one."""
     plane = node.plane
     tag = f"{imageprune.__version__}-midrun"
