@@ -4,14 +4,11 @@ imageprune's plan and imageprune's removal is gone, as the plan wanted, and no f
 
 from __future__ import annotations
 
-import datetime
-
 import pytest
 
-from imageprune.node import executor, inventory, planner
-from imageprune.policy import selection as policy_selection
+from imageprune.node import executor, inventory
 from imageprune_cri import CriClient
-from testkit import oci
+from testkit import builders, oci
 from testkit.containerd import ContainerdNode
 
 pytestmark = pytest.mark.cri
@@ -25,14 +22,10 @@ async def test_an_image_removed_after_the_plan_counts_as_removed(
     )
     async with CriClient(containerd.endpoint) as cri:
         snapshot = await inventory.take(cri, with_created_at=False)
-        plan = planner.plan(
-            images=snapshot.images,
+        plan = builders.make_plan(
+            snapshot.images,
             containers=snapshot.containers,
-            sandbox_images=snapshot.sandbox_images,
-            usage={},
-            disk=None,
-            selection=policy_selection.Selection(),
-            now=datetime.datetime.now(datetime.UTC),
+            sandbox_images=tuple(snapshot.sandbox_images),
         )
         assert {gone.id, other.id} <= {i.id for i in plan.removable}
         async with CriClient(containerd.endpoint) as kubelet:  # another CRI client

@@ -355,16 +355,14 @@ def test_kubelet_restart_and_agent_pod_deletion_keep_records_and_run_once(
     assert task_after["status"]["completionTime"] == task_before["status"]["completionTime"]
 
 
-def test_helm_upgrade_to_a_new_tag_rolls_the_agent_and_the_next_run_works(
-    node: realnode.RealNode, release: chart.Helm
-) -> None:
-    plane = node.plane
-    tag = f"{imageprune.__version__}-upgrade"
+def _tag_image(node: realnode.RealNode, suffix: str) -> str:
+    """Another tag of our image on the node, for `helm upgrade` to change to."""
+    tag = f"{imageprune.__version__}-{suffix}"
     node.runtime.ctr("images", "tag", image_kit.REF, image_kit.REF.rsplit(":", 1)[0] + f":{tag}")
-    (old,) = pods(node, "agent")
-    usage_before = _state(node, "usage.json")["images"]
-    run_before = cluster_kit.status(plane, POLICY)["run"]["id"]
+    return tag
 
+
+def _upgrade(release: chart.Helm, tag: str, *flags: str) -> None:
     release.run(
         "upgrade",
         RELEASE,
@@ -372,19 +370,35 @@ def test_helm_upgrade_to_a_new_tag_rolls_the_agent_and_the_next_run_works(
         f"--namespace={NAMESPACE}",
         "--reuse-values",
         f"--set=image.tag={tag}",
-        "--wait",
-        "--timeout=180s",
+        *flags,
         timeout=240,
     )
+
+
+def _agent_of_tag(node: realnode.RealNode, tag: str) -> dict[str, Any]:
     (new,) = _wait(
         node,
-        "the agent pod of the new tag Ready",
+        f"the agent pod of tag {tag} Ready",
         lambda: [
             p
             for p in pods(node, "agent")
             if ready(p) and p["spec"]["containers"][0]["image"].endswith(f":{tag}")
         ],
     )
+    return new
+
+
+def test_helm_upgrade_to_a_new_tag_rolls_the_agent_and_the_next_run_works(
+    node: realnode.RealNode, release: chart.Helm
+) -> None:
+    plane = node.plane
+    tag = _tag_image(node, "upgrade")
+    (old,) = pods(node, "agent")
+    usage_before = _state(node, "usage.json")["images"]
+    run_before = cluster_kit.status(plane, POLICY)["run"]["id"]
+
+    _upgrade(release, tag, "--wait", "--timeout=180s")
+    new = _agent_of_tag(node, tag)
     assert new["metadata"]["uid"] != old["metadata"]["uid"]
 
     plane.kubectl("annotate", "ipp", POLICY, "--overwrite", f"{names.RUN_NOW_ANNOTATION}=upgraded")
@@ -422,8 +436,7 @@ def test_helm_upgrade_mid_run_loses_no_run(node: realnode.RealNode, release: cha
     the middle of the run. The run must complete on the node all the same, by the old
     agent in its shutdown grace or by the new one."""
     plane = node.plane
-    tag = f"{imageprune.__version__}-midrun"
-    node.runtime.ctr("images", "tag", image_kit.REF, image_kit.REF.rsplit(":", 1)[0] + f":{tag}")
+    tag = _tag_image(node, "midrun")
     unused = _images("midrun/old:1", "midrun/old:2")
     node.runtime.add_images(*(oci.ImageSpec(repo_tags=(ref,)) for ref in unused))
     ids = {node.runtime.image_id_of(ref) for ref in unused}
@@ -445,15 +458,7 @@ def test_helm_upgrade_mid_run_loses_no_run(node: realnode.RealNode, release: cha
             ),
         )
         assert not started.get("completionTime"), started
-        release.run(
-            "upgrade",
-            RELEASE,
-            str(chart.CHART),
-            f"--namespace={NAMESPACE}",
-            "--reuse-values",
-            f"--set=image.tag={tag}",
-            timeout=120,
-        )
+        _upgrade(release, tag)  # no --wait: the runtime is frozen
         _wait(
             node,
             "the DaemonSet to delete the agent pod",
@@ -466,15 +471,7 @@ def test_helm_upgrade_mid_run_loses_no_run(node: realnode.RealNode, release: cha
     finally:
         node.runtime.freeze(frozen=False)
 
-    _wait(
-        node,
-        "the agent pod of the new tag Ready",
-        lambda: [
-            p
-            for p in pods(node, "agent")
-            if ready(p) and p["spec"]["containers"][0]["image"].endswith(f":{tag}")
-        ],
-    )
+    _agent_of_tag(node, tag)
     run = _run_of(node, POLICY, run_id=started["runId"])
     status = _task_status(node, POLICY)
     seen = f"{run}\n{status}\n{_diagnostics(node)}"
