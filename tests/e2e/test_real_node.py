@@ -13,6 +13,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -135,15 +137,22 @@ def test_chart_pods_run_ready_on_the_real_kubelet(
     assert len(bindings) == 2, bindings
 
 
-def _agent_process_status(node: realnode.RealNode) -> dict[str, str]:
-    """/proc/<pid>/status of the process the kubelet started for the agent container."""
+def _agent_pid(node: realnode.RealNode) -> int:
+    """The host pid of the process the kubelet started for the agent container."""
     (agent,) = pods(node, "agent")
     (status,) = agent["status"]["containerStatuses"]
     container_id = status["containerID"].removeprefix("containerd://")
     info = node.runtime.ctr("tasks", "ls").stdout.splitlines()
-    pid = next(line.split()[1] for line in info if line.startswith(container_id))
+    return int(next(line.split()[1] for line in info if line.startswith(container_id)))
+
+
+def _process_status(pid: int) -> dict[str, str]:
     lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+
+
+def _agent_process_status(node: realnode.RealNode) -> dict[str, str]:
+    return _process_status(_agent_pid(node))
 
 
 def test_agent_runs_unprivileged(node: realnode.RealNode, release: chart.Helm) -> None:
@@ -430,24 +439,33 @@ def _task_status(node: realnode.RealNode, policy: str) -> dict[str, Any]:
     "finished as Interrupted (docs/agent.md), so the new agent does not run it again and "
     "the node fails the policy's run",
 )
+def _sigterm_pending(pid: int) -> bool:
+    """SIGTERM sent and not yet taken (the process is stopped), or the process gone."""
+    try:
+        status = _process_status(pid)
+    except FileNotFoundError:
+        return True
+    mask = 1 << (signal.SIGTERM - 1)
+    return any(int(status[field], 16) & mask for field in ("SigPnd", "ShdPnd"))
+
+
 def test_helm_upgrade_mid_run_loses_no_run(node: realnode.RealNode, release: chart.Helm) -> None:
-    """The agent has started a run and waits on a runtime that does not answer (frozen)
-    when `helm upgrade` changes the image tag: the DaemonSet deletes the agent pod in
-    the middle of the run. The run must complete on the node all the same, by the old
-    agent in its shutdown grace or by the new one."""
+    """The agent has started a run and waits on the runtime when `helm upgrade` changes
+    the image tag: the DaemonSet deletes the agent pod, and the kubelet's SIGTERM reaches
+    the agent in the middle of the run. The run must complete on the node all the same,
+    by the old agent in its shutdown grace or by the new one."""
     plane = node.plane
     tag = _tag_image(node, "midrun")
     unused = _images("midrun/old:1", "midrun/old:2")
     node.runtime.add_images(*(oci.ImageSpec(repo_tags=(ref,)) for ref in unused))
     ids = {node.runtime.image_id_of(ref) for ref in unused}
-    (old,) = pods(node, "agent")
     run_before = cluster_kit.status(plane, POLICY)["run"]["id"]
+    pid = _agent_pid(node)
 
     node.runtime.freeze()
     try:
-        plane.kubectl(
-            "annotate", "ipp", POLICY, "--overwrite", f"{names.RUN_NOW_ANNOTATION}=midrun"
-        )
+        now = f"{names.RUN_NOW_ANNOTATION}=midrun"
+        plane.kubectl("annotate", "ipp", POLICY, "--overwrite", now)
         started = _wait(
             node,
             "the agent to start the run",
@@ -458,18 +476,16 @@ def test_helm_upgrade_mid_run_loses_no_run(node: realnode.RealNode, release: cha
             ),
         )
         assert not started.get("completionTime"), started
-        _upgrade(release, tag)  # no --wait: the runtime is frozen
-        _wait(
-            node,
-            "the DaemonSet to delete the agent pod",
-            lambda: all(
-                p["metadata"].get("deletionTimestamp")
-                for p in pods(node, "agent")
-                if p["metadata"]["uid"] == old["metadata"]["uid"]
-            ),
-        )
+        # Held where it waits on the runtime, so that the kubelet's SIGTERM (which
+        # needs the runtime) lands before the answer does.
+        os.kill(pid, signal.SIGSTOP)
     finally:
         node.runtime.freeze(frozen=False)
+    try:
+        _upgrade(release, tag)
+        _wait(node, "the kubelet's SIGTERM to the old agent", lambda: _sigterm_pending(pid))
+    finally:
+        os.kill(pid, signal.SIGCONT)
 
     _agent_of_tag(node, tag)
     run = _run_of(node, POLICY, run_id=started["runId"])
