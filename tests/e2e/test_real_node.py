@@ -433,12 +433,6 @@ def _task_status(node: realnode.RealNode, policy: str) -> dict[str, Any]:
     return found
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: at SIGTERM the agent sends no further removal and writes the run "
-    "finished as Interrupted (docs/agent.md), so the new agent does not run it again and "
-    "the node fails the policy's run",
-)
 def _sigterm_pending(pid: int) -> bool:
     """SIGTERM sent and not yet taken (the process is stopped), or the process gone."""
     try:
@@ -449,6 +443,12 @@ def _sigterm_pending(pid: int) -> bool:
     return any(int(status[field], 16) & mask for field in ("SigPnd", "ShdPnd"))
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 14: at SIGTERM the agent sends no further removal and writes the run "
+    "finished as Interrupted (docs/agent.md), so the new agent does not run it again and "
+    "the node fails the policy's run",
+)
 def test_helm_upgrade_mid_run_loses_no_run(node: realnode.RealNode, release: chart.Helm) -> None:
     """The agent has started a run and waits on the runtime when `helm upgrade` changes
     the image tag: the DaemonSet deletes the agent pod, and the kubelet's SIGTERM reaches
