@@ -317,6 +317,7 @@ class RealNode:
         self._host: HostState | None = None
         self._rule: list[str] = []
         self._dns: clusterdns.Responder | None = None
+        self.kubelet_config: dict[str, object] = {}
 
     # ---- lifecycle ---------------------------------------------------------------
 
@@ -369,6 +370,19 @@ class RealNode:
         self.stop_kubelet()
         self.start_kubelet()
         self.wait_ready()
+
+    def reconfigure_kubelet(self, **settings: object) -> dict[str, object]:
+        """KubeletConfiguration fields set (None: left out) and the kubelet restarted to
+        read them, as a node's admin would; returns the values they had, to put back."""
+        previous = {name: self.kubelet_config.get(name) for name in settings}
+        for name, value in settings.items():
+            if value is None:
+                self.kubelet_config.pop(name, None)
+            else:
+                self.kubelet_config[name] = value
+        self._write_kubelet_config_file()
+        self.restart_kubelet()
+        return previous
 
     def start_kubelet(self) -> None:
         self.kubelet = kube._Process(
@@ -477,7 +491,7 @@ class RealNode:
             self.plane.user_kubeconfig(f"system:node:{NODE_NAME}", groups=["system:nodes"]),
             self.kubelet_kubeconfig,
         )
-        config = {
+        self.kubelet_config = {
             "apiVersion": "kubelet.config.k8s.io/v1beta1",
             "kind": "KubeletConfiguration",
             "failCgroupV1": False,  # refused from 1.35 on otherwise; this machine has v1
@@ -506,9 +520,12 @@ class RealNode:
             "imageGCHighThresholdPercent": 100,
             "imageGCLowThresholdPercent": 99,
         }
-        (self.workdir / "kubelet.yaml").write_text(yaml.safe_dump(config))
+        self._write_kubelet_config_file()
         # No clusterDNS: pods get this file (dnsPolicy ClusterFirst falls back to it).
         (self.workdir / "resolv.conf").write_text(f"nameserver {self.node_ip}\n")
+
+    def _write_kubelet_config_file(self) -> None:
+        (self.workdir / "kubelet.yaml").write_text(yaml.safe_dump(self.kubelet_config))
 
     # ---- probes --------------------------------------------------------------------
 
@@ -550,8 +567,10 @@ def running(workdir: Path, flavour: str = "2.x") -> Iterator[RealNode]:
     cannot start, with the reason)."""
     with contextlib.ExitStack() as stack:
         try:
-            preflight()
+            # The lock first: another test run's node holds the fixed ports until it
+            # is done, and that is a reason to wait, not to skip.
             stack.enter_context(node_lock())
+            preflight()
         except NodeUnavailableError as e:
             unavailable(str(e))
         node = RealNode(workdir, flavour)
