@@ -443,17 +443,11 @@ def _sigterm_pending(pid: int) -> bool:
     return any(int(status[field], 16) & mask for field in ("SigPnd", "ShdPnd"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 14: at SIGTERM the agent sends no further removal and writes the run "
-    "finished as Interrupted (docs/agent.md), so the new agent does not run it again and "
-    "the node fails the policy's run",
-)
 def test_helm_upgrade_mid_run_loses_no_run(node: realnode.RealNode, release: chart.Helm) -> None:
     """The agent has started a run and waits on the runtime when `helm upgrade` changes
     the image tag: the DaemonSet deletes the agent pod, and the kubelet's SIGTERM reaches
-    the agent in the middle of the run. The run must complete on the node all the same,
-    by the old agent in its shutdown grace or by the new one."""
+    the agent in the middle of the run. The old agent leaves the run unfinished (as after
+    a crash), and the new one runs it again: the run completes on the node all the same."""
     plane = node.plane
     tag = _tag_image(node, "midrun")
     unused = _images("midrun/old:1", "midrun/old:2")
