@@ -47,7 +47,7 @@ NODES = prometheus_client.Gauge(
     ["policy", "state"],
     registry=REGISTRY,
 )
-_STATES = ("matched", "pending", "running", "succeeded", "failed")
+_STATES = ("matched", "pending", "running", "succeeded", "failed", "skipped")
 
 
 def observe(policy: str, old: Mapping[str, object], new: Mapping[str, object]) -> None:
