@@ -16,7 +16,20 @@ if [[ $(id -u) -ne 0 ]]; then
   exit 2
 fi
 if [[ " $* " == *" --stop "* ]]; then
-  exec python3 hack/demo.py --stop
+  # SIGTERM to the demo left running, which cleans up and exits; wait for that.
+  state=/run/imageprune-demo.json
+  pid=$(sed -n 's/.*"pid": \([0-9]*\).*/\1/p' "$state" 2>/dev/null || true)
+  if [[ -z $pid ]] || ! kill -TERM "$pid" 2>/dev/null; then
+    echo "demo: none is running" >&2
+    exit 1
+  fi
+  echo "demo: stopping pid $pid and cleaning up..."
+  for _ in $(seq 300); do
+    [[ -e /proc/$pid ]] || { echo "demo: stopped; everything it started is gone"; exit 0; }
+    sleep 1
+  done
+  echo "demo: pid $pid still runs after 300s; its log: $(sed -n 's/.*"workdir": "\([^"]*\)".*/\1/p' "$state")/demo.log" >&2
+  exit 1
 fi
 if [[ ! -e /etc/debian_version ]]; then
   echo "demo: needs Debian 12 (apt packages, hack/build-image.sh's mmdebstrap)" >&2
