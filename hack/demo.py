@@ -414,9 +414,10 @@ def main(argv: list[str]) -> int:
         print("demo: interrupted; everything it started is gone", file=sys.stderr)
         return 130
     except (Exception, pytest.skip.Exception, pytest.fail.Exception) as e:
+        # One line that says what failed; below it, a process's log tail when there is one.
+        lines = str(e).strip().splitlines() or [type(e).__name__]
         print(
-            f"demo: {e}".splitlines()[0] if not isinstance(e, RuntimeError) else f"demo: {e}",
-            file=sys.stderr,
+            f"demo: {lines[0]}", *(f"  {line}" for line in lines[1:20]), sep="\n", file=sys.stderr
         )
         return 1
     return 0
