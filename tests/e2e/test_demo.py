@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 from pathlib import Path
 
@@ -22,6 +23,15 @@ POLICY = "ci-runners-keep-last-3"
 NODES = ("real-node", "sim-1")
 
 
+def _env() -> dict[str, str]:
+    """The test binaries the tests use (hack/demo.sh then builds nothing)."""
+    try:
+        found = binaries.find_binary("kubelet", search_path=False)
+    except binaries.BinaryNotFoundError:
+        return dict(os.environ)
+    return {**os.environ, "IMAGEPRUNE_TESTBIN_DIR": str(found.parent)}
+
+
 def demo(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["bash", str(DEMO), *args],
@@ -29,7 +39,7 @@ def demo(*args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=timeout,
         check=False,
-        env={**os.environ, "IMAGEPRUNE_TESTBIN_DIR": str(binaries.find_binary("kubelet").parent)},
+        env=_env(),
     )
 
 
@@ -40,10 +50,7 @@ def _demo_dirs() -> set[Path]:
 @pytest.fixture(scope="module")
 def short_run() -> tuple[subprocess.CompletedProcess[str], set[Path]]:
     """One short demo for the module, and the demo dirs it left behind."""
-    try:
-        binaries.find_binary("kubelet")
-    except binaries.BinaryNotFoundError as e:
-        realnode.unavailable(str(e))
+    binaries.require_binary("kubelet", search_path=False)  # or skip (fail under CI)
     before = _demo_dirs()
     result = demo("--short")
     return result, _demo_dirs() - before
@@ -116,3 +123,29 @@ def test_help_and_stop_without_a_demo() -> None:
     stopped = demo("--stop", timeout=60)
     assert stopped.returncode == 1
     assert stopped.stderr.strip() == "demo: none is running"
+
+
+def test_ctrl_c_midway_stops_and_cleans_up() -> None:
+    """SIGINT, as Ctrl-C sends it, once the cluster runs: the demo undoes everything."""
+    binaries.require_binary("kubelet", search_path=False)
+    before = _demo_dirs()
+    with subprocess.Popen(
+        ["bash", str(DEMO), "--short"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=_env(),
+    ) as proc:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:  # the demo bounds every wait: no hang here
+            seen.append(line)
+            if "simulated node(s)" in line:
+                proc.send_signal(signal.SIGINT)  # hack/demo.sh exec'd python: same pid
+                break
+        rest, _ = proc.communicate(timeout=300)
+    out = "".join(seen) + rest
+    assert proc.returncode == 130, out[-4000:]
+    assert "demo: interrupted; everything it started is gone" in out
+    assert _demo_dirs() - before == set()
+    assert not Path("/run/imageprune-demo.json").exists()
