@@ -6,6 +6,7 @@ for leftovers afterwards."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import signal
@@ -111,8 +112,14 @@ def test_the_demo_leaves_nothing_behind(
 
 
 def _another_real_node() -> bool:
-    """A test elsewhere may hold the real node now (and own the bridge)."""
-    return realnode.LOCK_PATH.exists() and bool(realnode.LOCK_PATH.read_text().strip())
+    """A test elsewhere holds the real node's lock now (and owns the bridge)."""
+    with realnode.LOCK_PATH.open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
 
 
 def test_help_and_stop_without_a_demo() -> None:
