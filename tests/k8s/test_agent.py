@@ -418,7 +418,7 @@ def test_a_failing_exec_plugin_stops_the_agent_naming_it(
     assert "Traceback" not in log
 
 
-def test_sigterm_mid_run_reports_it_interrupted_and_exits_cleanly(
+def test_sigterm_mid_run_leaves_it_for_the_next_agent_and_exits_cleanly(
     plane: ControlPlane, containerd_factory: Factory, start_agent: StartAgent
 ) -> None:
     containerd = containerd_factory("1.6")
@@ -446,8 +446,15 @@ def test_sigterm_mid_run_reports_it_interrupted_and_exits_cleanly(
         assert agent.wait_exit(timeout=60) == 0
     finally:
         containerd.freeze(frozen=False)
+    # Left unfinished, as after a crash: the operator still counts the node as running,
+    # not failed, and the DaemonSet's next agent runs it again.
     task = get_task(plane, name)
     assert task["status"]["runId"] == "r2"
-    assert task["status"]["completionTime"]
-    assert condition(task, "Ready") == ("False", "Interrupted")
+    assert not task["status"].get("completionTime")
+    assert condition(task, "Progressing") == ("True", "Interrupted")
+    assert condition(task, "Ready")[0] == "Unknown"
     assert "interrupted by shutdown: 0 images" in task["status"]["message"]
+    assert "the agent's next start runs r2 again" in task["status"]["message"]
+    agent.start()  # the same node and state directory, as a recreated pod
+    task = wait_for_run(plane, agent, name, "r2")
+    assert condition(task, "Ready") == ("True", "Succeeded")

@@ -1,4 +1,5 @@
-"""Every sample in deploy/samples/ is accepted by the real apiserver as written."""
+"""Every sample in deploy/samples/, and every ImagePrunePolicy the README and the docs
+show, is accepted by the real apiserver as written."""
 
 from __future__ import annotations
 
@@ -9,12 +10,17 @@ import pytest
 import yaml
 
 from imageprune.api import names
-from testkit import binaries
+from testkit import binaries, docblocks
 from testkit.kube import ControlPlane
 
 pytestmark = [pytest.mark.k8s, pytest.mark.usefixtures("imageprune_crds")]
 
 SAMPLES = sorted((binaries.REPO_ROOT / "deploy" / "samples").glob("*.yaml"))
+SHOWN = [
+    block
+    for block in docblocks.blocks()
+    if block.lang == "yaml" and "kind: " + names.POLICY_KIND in block.text
+]
 
 
 @pytest.mark.parametrize("path", SAMPLES, ids=lambda path: path.name)
@@ -29,6 +35,23 @@ def test_sample_applies(kube_control_plane: ControlPlane, path: Path) -> None:
         assert stored["mode"] == written["spec"].get("mode", "DryRun")
     finally:
         kube_control_plane.kubectl("delete", "-f", str(path))
+
+
+def test_the_docs_show_policies() -> None:
+    assert {block.where.split(":")[0] for block in SHOWN} >= {"README.md", "policy.md"}
+
+
+@pytest.mark.parametrize("block", SHOWN, ids=lambda block: block.where)
+def test_policy_shown_in_the_docs_applies(
+    kube_control_plane: ControlPlane, block: docblocks.Block
+) -> None:
+    written = yaml.safe_load(block.text)
+    kube_control_plane.kubectl("apply", "-f", "-", stdin=block.text)
+    try:
+        stored = kube_control_plane.get(names.POLICY_PLURAL, written["metadata"]["name"])
+        assert _within(written["spec"], stored["spec"]), stored
+    finally:
+        kube_control_plane.kubectl("delete", "-f", "-", stdin=block.text)
 
 
 def _within(written: Any, stored: Any) -> bool:

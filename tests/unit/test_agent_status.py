@@ -81,6 +81,20 @@ def test_a_failure_is_not_ready_and_degraded_with_its_reason(reason: Reason) -> 
     assert _state(body, Type.PROGRESSING) == ("False", reason.value)
 
 
+def test_a_run_cut_short_by_shutdown_is_left_for_the_next_agent() -> None:
+    started = {**_start(), "startTime": "2026-11-29T18:00:00Z"}
+    body = status.left_unfinished(started, run_id="r1", message="x" * 10_000, generation=3, now=T1)
+    assert body["runId"] == "r1"
+    assert body["completionTime"] is None
+    assert body["report"] is None
+    assert "startTime" not in body  # the merge patch keeps the run's own start
+    assert _state(body, Type.PROGRESSING) == ("True", "Interrupted")
+    assert _state(body, Type.READY) == ("Unknown", "Interrupted")
+    assert len(str(body["message"])) == 4096
+    # What the next agent reads: the run is not done, so it runs it again.
+    assert status.wanted_run({"spec": {"runId": "r1"}, "status": body}, done=None) == "r1"
+
+
 def test_long_messages_are_cut_to_the_crd_bound() -> None:
     body = status.finished(
         {},

@@ -244,6 +244,7 @@ class Agent:
             selection=selection,
             dry_run=spec.mode is Mode.DRY_RUN,
             generation=generation,
+            released=True,
         )
         if completed:
             self.ledger.record(name, run_id)
@@ -259,10 +260,13 @@ class Agent:
         selection: Selection,
         dry_run: bool,
         generation: int,
+        released: bool = False,
     ) -> bool:
         """Run the node engine for one task and report it in the task's status.
         Call with the engine lock held. False when the task vanished or the status
-        could not be written (the run then counts as not done)."""
+        could not be written, or when a `released` run (the operator's, not a disk
+        check's) was cut short by shutdown: the run then counts as not done, and the
+        next agent runs it again."""
         started_at = _now()
         log.info(
             "task %s: run %s (%s, %s) starting",
@@ -331,6 +335,15 @@ class Agent:
             message,
         )
         completed_at = _now()
+        if released and reason is Reason.INTERRUPTED:
+            again = f"{message}; the agent's next start runs {run_id} again"
+            await self.writer.write(
+                name,
+                lambda current: status.left_unfinished(
+                    current, run_id=run_id, message=again, generation=generation, now=completed_at
+                ),
+            )
+            return False
 
         def finished(report: Mapping[str, object] | None, message: str) -> status.Builder:
             return lambda current: status.finished(

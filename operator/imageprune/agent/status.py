@@ -115,6 +115,36 @@ def finished(
     }
 
 
+def left_unfinished(
+    current: Mapping[str, object],
+    *,
+    run_id: str,
+    message: str,
+    generation: int,
+    now: datetime.datetime,
+) -> Body:
+    """A released run cut short by the agent's shutdown (a rollout of the DaemonSet, a
+    drain): no completionTime and no report, as after a crash, so that the agent's next
+    start runs it again (wanted_run) and the operator keeps counting the node as running
+    rather than failed."""
+    conds = _set_conditions(
+        current,
+        ((Type.PROGRESSING, Status.TRUE), (Type.READY, Status.UNKNOWN)),
+        reason=Reason.INTERRUPTED,
+        message=message,
+        generation=generation,
+        now=now,
+    )
+    return {
+        "runId": run_id,
+        "completionTime": None,
+        "report": None,
+        "message": _short(message),
+        "observedGeneration": generation,
+        "conditions": conds,
+    }
+
+
 def runtime_condition(
     current: Mapping[str, object],
     *,

@@ -29,10 +29,12 @@ class Unreachable(KubeError):
 class ApiError(KubeError):
     """The apiserver answered with an error status."""
 
-    def __init__(self, message: str, *, status: int, reason: str = "") -> None:
+    def __init__(self, message: str, *, status: int, reason: str = "", detail: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason  # the Status object's reason, e.g. NotFound, Conflict
+        # The Status object's message, e.g. which verb on which resource a 403 refused.
+        self.detail = detail
 
     @property
     def retryable(self) -> bool:
@@ -54,7 +56,9 @@ def translated(what: str, server: str) -> Iterator[None]:
         code = int(status.code or 500)
         kind = Gone if code == 410 else ApiError
         text = f"{what}: HTTP {code} {status.reason or ''}: {status.message or ''}"
-        raise kind(text, status=code, reason=status.reason or "") from None
+        raise kind(
+            text, status=code, reason=status.reason or "", detail=status.message or ""
+        ) from None
     except httpx2.HTTPStatusError as err:  # an error answer that is not a Status object
         code = err.response.status_code
         raise ApiError(f"{what}: HTTP {code}", status=code) from None
