@@ -241,7 +241,7 @@ def policy_file(workdir: Path) -> tuple[str, Path]:
 
 def run_now(plane: ControlPlane, policy: str, request: str) -> None:
     """A run now rather than at the schedule's next tick (`kubectl imageprune run
-    POLICY` does the same once the plugin is merged)."""
+    POLICY`, the kubectl plugin, does the same)."""
     annotation = f"{api_names.RUN_NOW_ANNOTATION}={request}"
     demo_show.kubectl(plane, ["annotate", "ipp", policy, "--overwrite", annotation])
 

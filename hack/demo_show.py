@@ -28,7 +28,8 @@ TAKEN = ("Removed", "WouldRemove")
 
 def status_commands(policy: str) -> list[list[str]]:
     """The kubectl commands that show a policy's state; `kubectl imageprune status
-    POLICY` (the kubectl plugin) says the same in one table once it is merged."""
+    POLICY` (the kubectl plugin, where its console script is on PATH) says the same in
+    one table."""
     columns = ",".join(
         (
             "NODE:.spec.nodeName",
