@@ -158,9 +158,15 @@ def token_kubeconfig(plane: ControlPlane, name: str, token: str) -> Path:
 
 
 def service_account_token(
-    plane: ControlPlane, namespace: str, account: str, *, node: str | None = None
+    plane: ControlPlane,
+    namespace: str,
+    account: str,
+    *,
+    node: str | None = None,
+    duration: str = "1h",
 ) -> str:
-    """A TokenRequest token of `account`; bound to Node `node` (which must exist) when
-    given, so that it names the node as a pod's token does."""
+    """A TokenRequest token of `account` valid for `duration`; bound to Node `node` (which
+    must exist) when given, so that it names the node as a pod's token does."""
     bound = ["--bound-object-kind=Node", f"--bound-object-name={node}"] if node else []
-    return plane.kubectl("create", "token", account, "-n", namespace, *bound).stdout.strip()
+    argv = ["create", "token", account, "-n", namespace, f"--duration={duration}", *bound]
+    return plane.kubectl(*argv).stdout.strip()
