@@ -263,6 +263,7 @@ def test_ctrl_c_stops_following_and_the_run_goes_on(cluster: Cluster) -> None:
     finally:
         if process.poll() is None:
             process.kill()
+            process.communicate()
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert stderr.endswith("\nstopped; anything started goes on in the cluster\n")

@@ -152,6 +152,24 @@ async def test_a_failing_plugin_is_named_in_a_clear_error(
     assert message in str(caught.value)
 
 
+async def test_a_failure_is_shared_for_a_while_then_the_plugin_runs_again(
+    tmp_path: Path,
+) -> None:
+    count = tmp_path / "count"
+    script = _script(tmp_path, f"echo x >> {count}\necho 'token service gone' >&2\nexit 1\n")
+    clock = [T0]
+    plugin = _plugin(script, clock=clock)
+    for _ in range(3):  # the watches and kopf's login, one after the other
+        with pytest.raises(ConfigError, match="token service gone"):
+            await plugin.identity()
+    assert plugin.runs == 1
+    clock[0] = T0 + datetime.timedelta(seconds=30)
+    with pytest.raises(ConfigError):
+        await plugin.identity()
+    assert plugin.runs == 2
+    assert count.read_text().count("x") == 2
+
+
 async def test_a_missing_plugin_says_how_to_install_it(tmp_path: Path) -> None:
     plugin = _plugin(tmp_path / "gke-auth", installHint="install it with gcloud components")
     with pytest.raises(ConfigError) as caught:

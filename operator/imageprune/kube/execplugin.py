@@ -32,6 +32,9 @@ _REAP_TIMEOUT = 5.0
 # Renew this long before the expiry, so that no request carries a token that expires
 # on the way.
 _MARGIN = datetime.timedelta(seconds=10)
+# A failure is shared this long: the requests that wait on the run, and those that come
+# right after (several watches, kopf's login), get it without running the plugin again.
+_FAILURE_MEMORY = datetime.timedelta(seconds=30)
 
 
 def anchored(raw: Mapping[str, Any], base: Path) -> dict[str, Any]:
@@ -87,6 +90,7 @@ class ExecPlugin:
         self._now = now
         self._cached: Identity | None = None
         self._lock: asyncio.Lock | None = None
+        self._failure: tuple[datetime.datetime, ConfigError] | None = None  # (until, error)
         self.runs = 0  # how often the plugin ran (logged, and tested)
 
     async def identity(self, *, rejected: Identity | None = None) -> Identity:
@@ -96,7 +100,14 @@ class ExecPlugin:
             cached = self._cached
             if cached is not None and cached is not rejected and not self._expired(cached):
                 return cached
-            self._cached = await self._run()
+            if self._failure is not None and self._now() < self._failure[0]:
+                raise self._failure[1]
+            try:
+                self._cached = await self._run()
+            except ConfigError as error:
+                self._failure = (self._now() + _FAILURE_MEMORY, error)
+                raise
+            self._failure = None
             return self._cached
 
     def _expired(self, identity: Identity) -> bool:
