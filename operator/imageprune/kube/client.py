@@ -27,7 +27,7 @@ from lightkube.types import PatchType
 
 from imageprune.kube.auth import Credential, Identity
 from imageprune.kube.config import Target
-from imageprune.kube.errors import ConfigError, Unreachable, translated
+from imageprune.kube.errors import ConfigError, translated
 
 DEFAULT_TIMEOUT = 30.0
 # Our objects are small; a bigger answer (or watch event) means something is wrong.
@@ -75,11 +75,10 @@ class Client:
         reduced by `keep` as its page arrives (so that a big list is never whole in memory)."""
 
         async def listing() -> tuple[list[JsonObject], str]:
-            selected: dict[str, Any] | None = dict(labels) if labels else None
             pages = self._api.list(
                 res,
                 namespace=namespace,
-                labels=selected,
+                labels=dict(labels) if labels else None,
                 fields=_selector(fields),
                 chunk_size=chunk_size,
             )
@@ -141,14 +140,9 @@ class Client:
         await self._api.close()
 
     async def _call(self, what: str, call: Awaitable[T]) -> T:
-        try:
-            with translated(what, self.server):
-                async with asyncio.timeout(self.timeout):
-                    return await call
-        except TimeoutError:
-            raise Unreachable(
-                f"the apiserver at {self.server} did not answer {what} within {self.timeout:g}s"
-            ) from None
+        with translated(what, self.server):
+            async with asyncio.timeout(self.timeout):
+                return await call
 
 
 def _selector(fields: str | None) -> dict[str, Any] | None:
@@ -194,10 +188,6 @@ class Transport(httpx2.AsyncBaseTransport):
                 response = await self._send(request, renewed)
         if response.status_code >= 400 and "content-type" not in response.headers:
             response.headers["Content-Type"] = "text/plain"  # lightkube reads it
-        length = response.headers.get("content-length", "")
-        if length.isdigit() and int(length) > MAX_BODY:
-            await response.aclose()
-            raise httpx2.ReadError(f"the answer of {length} bytes exceeds {MAX_BODY}")
         response.stream = _Bounded(response.stream, per_line=watch)
         return response
 
