@@ -161,8 +161,12 @@ def _absolute(body: Mapping[str, Any], keys: Sequence[str], path: Path) -> dict[
     for key in keys:
         if isinstance(fixed.get(key), str) and fixed[key]:
             fixed[key] = str(path.parent / Path(fixed[key]).expanduser())
-    if isinstance(fixed.get("exec"), Mapping):
-        fixed["exec"] = execplugin.anchored(fixed["exec"], path.parent)
+    # An exec plugin's command given as a relative path is relative to the kubeconfig
+    # too (as kubectl resolves it); a bare name is looked up in PATH.
+    plugin = fixed.get("exec")
+    command = plugin.get("command") if isinstance(plugin, Mapping) else None
+    if isinstance(command, str) and os.sep in command and not os.path.isabs(command):
+        fixed["exec"] = {**fixed["exec"], "command": str(path.parent / command)}
     return fixed
 
 
