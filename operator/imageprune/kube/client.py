@@ -122,7 +122,6 @@ class Client:
         """(type, object) events from `resource_version` on, BOOKMARKs included; the
         watch is renewed from its last version each time the server ends it. Raises
         Gone when the version is too old."""
-        what = f"WATCH {_plural(res)}"
         events = self._api.watch(
             res,
             namespace=namespace,
@@ -131,7 +130,7 @@ class Client:
             resource_version=resource_version,
             server_timeout=timeout_seconds,
         )
-        with translated(what, self.server):
+        with translated(f"WATCH {_plural(res)}", self.server):
             async with contextlib.aclosing(events):  # type: ignore[type-var]
                 async for kind, obj in events:
                     yield kind, dict(obj)

@@ -176,13 +176,11 @@ def from_kubeconfig(
     """The target of `context` (default: current-context) of a merged kubeconfig."""
     try:
         chosen = lightkube.KubeConfig.from_dict(dict(merged)).get(context)
-    except lightkube.ConfigError as err:
+    except (lightkube.ConfigError, msgspec.ValidationError) as err:
         raise ConfigError(f"{source}: {err}") from None
     except KeyError as err:
         name = context or merged.get("current-context")
         raise ConfigError(f"{source}: context {name!r} names {err}, which is not defined") from None
-    except msgspec.ValidationError as err:
-        raise ConfigError(f"{source}: {err}") from None
     assert chosen is not None  # get() without a default raises instead
     source = f"{source} (context {chosen.context_name})"
     cluster, user = chosen.cluster, chosen.user or User()
