@@ -161,7 +161,12 @@ class Transport(httpx2.AsyncBaseTransport):
         self.credential: Credential = target.credential
         self.timeout = timeout
         self.tls_server_name = target.tls_server_name
-        self._ssl = ssl_context(target)
+        try:
+            # lightkube's TLS setup: the configured CA (else the system roots), the
+            # kubeconfig's client certificate if any (kube.config made paths absolute).
+            self._ssl = verify_cluster(target.cluster, target.user, lambda p: p, trust_env=False)
+        except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+            raise ConfigError(f"cannot set up TLS from {target.source}: {err}") from None
         self._inner = httpx2.AsyncHTTPTransport(verify=self._ssl)
         self._plugin_cert: bytes | None = None
 
@@ -222,15 +227,6 @@ class _Bounded(httpx2.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-def ssl_context(target: Target) -> ssl.SSLContext:
-    """lightkube's: the configured CA (else the system roots), the kubeconfig's client
-    certificate if any."""
-    try:
-        return verify_cluster(target.cluster, target.user, lambda path: path, trust_env=False)
-    except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
-        raise ConfigError(f"cannot set up TLS from {target.source}: {err}") from None
 
 
 def _load_cert_chain(context: ssl.SSLContext, cert: bytes, key: bytes) -> None:
