@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -224,26 +224,19 @@ def test_kubeconfig_env_merges_its_files_and_skips_missing_ones(tmp_path: Path) 
 @pytest.mark.parametrize(
     ("setup", "message"),
     [
-        ("missing", "does not exist"),
-        ("yaml", "not valid YAML"),
-        ("scalar", "must be a YAML mapping"),
-        ("fifo", "not a regular file (a FIFO)"),  # reading it would wait for a writer
-        ("directory", "not a regular file (a directory)"),
-        ("huge", "larger than"),
+        (lambda path: None, "does not exist"),
+        (lambda path: path.write_text("clusters: [\n"), "not valid YAML"),
+        (lambda path: path.write_text("just a string\n"), "must be a YAML mapping"),
+        (os.mkfifo, "not a regular file (a FIFO)"),  # reading it would wait for a writer
+        (Path.mkdir, "not a regular file (a directory)"),
+        (lambda path: path.write_text("# padding\n" * 500_000), "larger than"),
     ],
 )
-def test_unusable_kubeconfig_files(tmp_path: Path, setup: str, message: str) -> None:
+def test_unusable_kubeconfig_files(
+    tmp_path: Path, setup: Callable[[Path], object], message: str
+) -> None:
     path = tmp_path / "kc"
-    if setup == "fifo":
-        os.mkfifo(path)
-    elif setup == "directory":
-        path.mkdir()
-    elif setup == "huge":
-        path.write_text("# padding\n" * 500_000)
-    elif setup == "yaml":
-        path.write_text("clusters: [\n")
-    elif setup == "scalar":
-        path.write_text("just a string\n")
+    setup(path)
     with pytest.raises(ConfigError) as caught:
         config.load(str(path), environ={})
     assert message in str(caught.value)

@@ -71,7 +71,6 @@ class Agent:
         self, settings: Settings, *, kube: Client, cri: CriClient, metrics: Metrics
     ) -> None:
         self.settings = settings
-        self.kube = kube
         self.cri = cri
         self.metrics = metrics
         self.store = usage.UsageStore(settings.state_dir / "usage.json")
@@ -397,8 +396,6 @@ class Agent:
         taken = outcome.removed(run.report)
         self.metrics.images_removed.inc(len(taken))
         self.metrics.bytes_reclaimed.inc(sum(r.image.size for r in taken))
-
-    # ---- status writes --------------------------------------------------------------
 
     # ---- usage records and the runtime's condition ------------------------------------
 

@@ -27,7 +27,7 @@ from lightkube.types import PatchType
 
 from imageprune.kube.auth import Credential, Identity
 from imageprune.kube.config import Target
-from imageprune.kube.errors import ConfigError, Unreachable, translated
+from imageprune.kube.errors import ConfigError, translated
 
 DEFAULT_TIMEOUT = 30.0
 # Our objects are small; a bigger answer (or watch event) means something is wrong.
@@ -75,11 +75,10 @@ class Client:
         reduced by `keep` as its page arrives (so that a big list is never whole in memory)."""
 
         async def listing() -> tuple[list[JsonObject], str]:
-            selected: dict[str, Any] | None = dict(labels) if labels else None
             pages = self._api.list(
                 res,
                 namespace=namespace,
-                labels=selected,
+                labels=dict(labels) if labels else None,
                 fields=_selector(fields),
                 chunk_size=chunk_size,
             )
@@ -123,7 +122,6 @@ class Client:
         """(type, object) events from `resource_version` on, BOOKMARKs included; the
         watch is renewed from its last version each time the server ends it. Raises
         Gone when the version is too old."""
-        what = f"WATCH {_plural(res)}"
         events = self._api.watch(
             res,
             namespace=namespace,
@@ -132,7 +130,7 @@ class Client:
             resource_version=resource_version,
             server_timeout=timeout_seconds,
         )
-        with translated(what, self.server):
+        with translated(f"WATCH {_plural(res)}", self.server):
             async with contextlib.aclosing(events):  # type: ignore[type-var]
                 async for kind, obj in events:
                     yield kind, dict(obj)
@@ -141,14 +139,9 @@ class Client:
         await self._api.close()
 
     async def _call(self, what: str, call: Awaitable[T]) -> T:
-        try:
-            with translated(what, self.server):
-                async with asyncio.timeout(self.timeout):
-                    return await call
-        except TimeoutError:
-            raise Unreachable(
-                f"the apiserver at {self.server} did not answer {what} within {self.timeout:g}s"
-            ) from None
+        with translated(what, self.server):
+            async with asyncio.timeout(self.timeout):
+                return await call
 
 
 def _selector(fields: str | None) -> dict[str, Any] | None:
@@ -168,7 +161,12 @@ class Transport(httpx2.AsyncBaseTransport):
         self.credential: Credential = target.credential
         self.timeout = timeout
         self.tls_server_name = target.tls_server_name
-        self._ssl = ssl_context(target)
+        try:
+            # lightkube's TLS setup: the configured CA (else the system roots), the
+            # kubeconfig's client certificate if any (kube.config made paths absolute).
+            self._ssl = verify_cluster(target.cluster, target.user, lambda p: p, trust_env=False)
+        except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
+            raise ConfigError(f"cannot set up TLS from {target.source}: {err}") from None
         self._inner = httpx2.AsyncHTTPTransport(verify=self._ssl)
         self._plugin_cert: bytes | None = None
 
@@ -194,10 +192,6 @@ class Transport(httpx2.AsyncBaseTransport):
                 response = await self._send(request, renewed)
         if response.status_code >= 400 and "content-type" not in response.headers:
             response.headers["Content-Type"] = "text/plain"  # lightkube reads it
-        length = response.headers.get("content-length", "")
-        if length.isdigit() and int(length) > MAX_BODY:
-            await response.aclose()
-            raise httpx2.ReadError(f"the answer of {length} bytes exceeds {MAX_BODY}")
         response.stream = _Bounded(response.stream, per_line=watch)
         return response
 
@@ -233,15 +227,6 @@ class _Bounded(httpx2.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._inner.aclose()
-
-
-def ssl_context(target: Target) -> ssl.SSLContext:
-    """lightkube's: the configured CA (else the system roots), the kubeconfig's client
-    certificate if any."""
-    try:
-        return verify_cluster(target.cluster, target.user, lambda path: path, trust_env=False)
-    except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
-        raise ConfigError(f"cannot set up TLS from {target.source}: {err}") from None
 
 
 def _load_cert_chain(context: ssl.SSLContext, cert: bytes, key: bytes) -> None:

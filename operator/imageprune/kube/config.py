@@ -127,10 +127,10 @@ def _from_files(paths: Sequence[Path], *, what: str, context: str | None) -> Tar
 
 
 def merge(documents: Sequence[tuple[Path, Mapping[str, Any]]]) -> dict[str, Any]:
-    """One kubeconfig document from several, by kubectl's rule: the first file that
-    names an entry (or sets current-context) wins. Relative paths in an entry are made
-    absolute against the file the entry came from."""
-    merged: dict[str, Any] = {"current-context": None}
+    """One kubeconfig from several, by kubectl's rule: the first file that names an
+    entry (or sets current-context) wins. Entries are kept by name ({"clusters": {name:
+    body}, ...}), with relative paths made absolute against the file they came from."""
+    merged: dict[str, Any] = {"current-context": None} | {key: {} for key in _PATHS}
     for path, document in documents:
         if merged["current-context"] is None and document.get("current-context"):
             merged["current-context"] = str(document["current-context"])
@@ -138,7 +138,7 @@ def merge(documents: Sequence[tuple[Path, Mapping[str, Any]]]) -> dict[str, Any]
             entries = document.get(key) or []
             if not isinstance(entries, list):
                 raise ConfigError(f"kubeconfig {path}: {key} must be a list")
-            table = merged.setdefault(key, {})
+            table = merged[key]
             inner = key.removesuffix("s")  # clusters[].cluster, users[].user, ...
             for entry in entries:
                 if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
@@ -150,9 +150,6 @@ def merge(documents: Sequence[tuple[Path, Mapping[str, Any]]]) -> dict[str, Any]
                     )
                 if entry["name"] not in table:
                     table[entry["name"]] = _absolute(body, path_fields, path)
-    for key in _PATHS:
-        inner = key.removesuffix("s")
-        merged[key] = [{"name": name, inner: body} for name, body in merged[key].items()]
     return merged
 
 
@@ -161,8 +158,12 @@ def _absolute(body: Mapping[str, Any], keys: Sequence[str], path: Path) -> dict[
     for key in keys:
         if isinstance(fixed.get(key), str) and fixed[key]:
             fixed[key] = str(path.parent / Path(fixed[key]).expanduser())
-    if isinstance(fixed.get("exec"), Mapping):
-        fixed["exec"] = execplugin.anchored(fixed["exec"], path.parent)
+    # An exec plugin's command given as a relative path is relative to the kubeconfig
+    # too (as kubectl resolves it); a bare name is looked up in PATH.
+    plugin = fixed.get("exec")
+    command = plugin.get("command") if isinstance(plugin, Mapping) else None
+    if isinstance(command, str) and os.sep in command and not os.path.isabs(command):
+        fixed["exec"] = {**fixed["exec"], "command": str(path.parent / command)}
     return fixed
 
 
@@ -170,19 +171,23 @@ def from_kubeconfig(
     merged: Mapping[str, Any], *, context: str | None = None, source: str = "kubeconfig"
 ) -> Target:
     """The target of `context` (default: current-context) of a merged kubeconfig."""
+    # lightkube parses entries in the kubeconfig's own form: lists of named entries.
+    listed = {
+        key: [{"name": name, key.removesuffix("s"): body} for name, body in merged[key].items()]
+        for key in _PATHS
+    }
     try:
-        chosen = lightkube.KubeConfig.from_dict(dict(merged)).get(context)
-    except lightkube.ConfigError as err:
+        chosen = lightkube.KubeConfig.from_dict({**merged, **listed}).get(context)
+    except (lightkube.ConfigError, msgspec.ValidationError) as err:
         raise ConfigError(f"{source}: {err}") from None
     except KeyError as err:
         name = context or merged.get("current-context")
         raise ConfigError(f"{source}: context {name!r} names {err}, which is not defined") from None
-    except msgspec.ValidationError as err:
-        raise ConfigError(f"{source}: {err}") from None
     assert chosen is not None  # get() without a default raises instead
     source = f"{source} (context {chosen.context_name})"
     cluster, user = chosen.cluster, chosen.user or User()
-    raw_cluster = _entry(merged, "clusters", chosen.context.cluster)
+    # The raw entries, for the fields lightkube's models leave out.
+    raw_cluster = merged["clusters"][chosen.context.cluster]
     if not raw_cluster.get("server"):  # lightkube would default to http://localhost:8080
         raise ConfigError(f"{source}: cluster {chosen.context.cluster!r} names no server")
     url = httpx2.URL(cluster.server)
@@ -190,7 +195,7 @@ def from_kubeconfig(
         raise ConfigError(
             f"{source}: server {cluster.server!r} must be an https:// (or http://) URL"
         )
-    raw_user = _entry(merged, "users", chosen.context.user)
+    raw_user = merged["users"].get(chosen.context.user, {})
     return Target(
         server=cluster.server,
         source=source,
@@ -199,12 +204,6 @@ def from_kubeconfig(
         credential=_credential(user, raw_user, cluster=raw_cluster, where=source),
         tls_server_name=raw_cluster.get("tls-server-name") or None,
     )
-
-
-def _entry(merged: Mapping[str, Any], key: str, name: str | None) -> Mapping[str, Any]:
-    """The raw body of an entry, for the fields lightkube's models leave out."""
-    inner = key.removesuffix("s")
-    return next((e[inner] for e in merged.get(key) or () if e["name"] == name), {})
 
 
 def _credential(

@@ -62,7 +62,7 @@ def translated(what: str, server: str) -> Iterator[None]:
     except httpx2.HTTPStatusError as err:  # an error answer that is not a Status object
         code = err.response.status_code
         raise ApiError(f"{what}: HTTP {code}", status=code) from None
-    except httpx2.TimeoutException:
+    except (httpx2.TimeoutException, TimeoutError):  # TimeoutError: the call's own deadline
         raise Unreachable(f"the apiserver at {server} did not answer {what} in time") from None
     except httpx2.TransportError as err:
         raise Unreachable(f"cannot reach the apiserver at {server} ({what}): {err}") from None
@@ -70,5 +70,3 @@ def translated(what: str, server: str) -> Iterator[None]:
         raise Unreachable(
             f"the apiserver at {server} sent an invalid answer to {what}: {err}"
         ) from None
-    except lightkube.ConfigError as err:
-        raise ConfigError(str(err)) from None

@@ -16,7 +16,6 @@ import json
 import os
 import signal
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -35,16 +34,6 @@ _MARGIN = datetime.timedelta(seconds=10)
 # A failure is shared this long: the requests that wait on the run, and those that come
 # right after (several watches, kopf's login), get it without running the plugin again.
 _FAILURE_MEMORY = datetime.timedelta(seconds=30)
-
-
-def anchored(raw: Mapping[str, Any], base: Path) -> dict[str, Any]:
-    """A command given as a relative path is relative to its kubeconfig's folder (as
-    kubectl resolves it); a bare name is looked up in PATH."""
-    fixed = dict(raw)
-    command = fixed.get("command")
-    if isinstance(command, str) and os.sep in command and not os.path.isabs(command):
-        fixed["command"] = str(base / command)
-    return fixed
 
 
 def cluster_info(cluster: Mapping[str, Any]) -> dict[str, Any]:
@@ -85,6 +74,8 @@ class ExecPlugin:
                 f" is not supported, only {' and '.join(API_VERSIONS)}"
             )
         self.config = config
+        self.argv = [config.command, *(config.args or [])]
+        self.name = f"exec credential plugin {' '.join(self.argv)!r}"
         self.cluster = cluster  # given to the plugin when the kubeconfig asks to
         self.timeout = timeout
         self._now = now
@@ -113,13 +104,6 @@ class ExecPlugin:
     def _expired(self, identity: Identity) -> bool:
         return identity.expires is not None and identity.expires - _MARGIN <= self._now()
 
-    def _name(self) -> str:
-        return f"exec credential plugin {' '.join([self.config.command, *self.args])!r}"
-
-    @property
-    def args(self) -> list[str]:
-        return self.config.args or []
-
     async def _run(self) -> Identity:
         c = self.config
         self.runs += 1
@@ -131,8 +115,7 @@ class ExecPlugin:
         env["KUBERNETES_EXEC_INFO"] = json.dumps(info)
         try:
             process = await asyncio.create_subprocess_exec(
-                c.command,
-                *self.args,
+                *self.argv,
                 env=env,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
@@ -141,37 +124,32 @@ class ExecPlugin:
             )
         except OSError as err:
             hint = f" ({c.installHint.strip()})" if c.installHint and c.installHint.strip() else ""
-            raise ConfigError(
-                f"{self._name()} cannot be run: {err.strerror or err}{hint}"
-            ) from None
+            raise ConfigError(f"{self.name} cannot be run: {err.strerror or err}{hint}") from None
         try:
             async with asyncio.timeout(self.timeout):
                 assert process.stdout is not None
                 assert process.stderr is not None
                 out, said = await asyncio.gather(
-                    _drain(process.stdout, lambda: _kill(process)),
-                    _drain(process.stderr, lambda: _kill(process)),
+                    _read(process.stdout, process), _read(process.stderr, process)
                 )
                 code = await process.wait()
         except TimeoutError:
-            raise ConfigError(f"{self._name()} did not finish within {self.timeout:g}s") from None
+            raise ConfigError(f"{self.name} did not finish within {self.timeout:g}s") from None
         finally:
             if process.returncode is None:  # timed out or cancelled
                 _kill(process)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(process.wait(), _REAP_TIMEOUT)
         if max(len(out), len(said)) > _OUTPUT_LIMIT:
-            raise ConfigError(f"{self._name()} printed more than {_OUTPUT_LIMIT // 1024} KiB")
+            raise ConfigError(f"{self.name} printed more than {_OUTPUT_LIMIT // 1024} KiB")
         if code != 0:
             tail = said.decode(errors="replace").strip()[-2000:]
-            raise ConfigError(
-                f"{self._name()} failed with exit code {code}: {tail or '(no output)'}"
-            )
+            raise ConfigError(f"{self.name} failed with exit code {code}: {tail or '(no output)'}")
         return self._credential(out)
 
     def _credential(self, out: bytes) -> Identity:
         def bad(why: str) -> ConfigError:
-            return ConfigError(f"{self._name()} did not print a usable ExecCredential: {why}")
+            return ConfigError(f"{self.name} did not print a usable ExecCredential: {why}")
 
         try:
             credential = msgspec.json.decode(out, type=_ExecCredential)
@@ -196,16 +174,14 @@ class ExecPlugin:
         )
 
 
-async def _drain(stream: asyncio.StreamReader, overflow: Callable[[], None]) -> bytes:
-    """Everything up to EOF, keeping a bit more than the limit; past it, `overflow`
-    (which ends the plugin) is called once, and the rest is read only to be dropped."""
-    kept = b""
-    while chunk := await stream.read(64 * 1024):
-        if len(kept) <= _OUTPUT_LIMIT:
-            kept += chunk
-            if len(kept) > _OUTPUT_LIMIT:
-                overflow()
-    return kept
+async def _read(stream: asyncio.StreamReader, process: asyncio.subprocess.Process) -> bytes:
+    """Everything up to EOF; an output past the limit ends the plugin."""
+    try:
+        too_much = await stream.readexactly(_OUTPUT_LIMIT + 1)
+    except asyncio.IncompleteReadError as eof:
+        return eof.partial
+    _kill(process)
+    return too_much
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:

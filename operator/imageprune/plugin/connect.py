@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from imageprune.api import names, task
 from imageprune.kube import config, resources
 from imageprune.kube.client import Client
-from imageprune.kube.errors import ApiError, ConfigError, KubeError, Unreachable
+from imageprune.kube.errors import ApiError, ConfigError, Unreachable
 
 T = TypeVar("T")
 DEFAULT_KUBECONFIG = Path.home() / ".kube" / "config"
@@ -58,8 +58,6 @@ async def call(what: str, awaitable: Awaitable[T]) -> T:
         raise Failure(str(err)) from None
     except ConfigError as err:  # an exec credential plugin that fails
         raise Failure(f"cannot log in: {err}") from None
-    except KubeError as err:
-        raise Failure(f"cannot {what}: {err}") from None
 
 
 async def policy(client: Client, name: str) -> dict[str, Any]:
