@@ -60,12 +60,9 @@ class Watcher:
         self.client = client
         self.res = res
         self.path = f"/apis/{res._api_info.resource.api_version}/{res._api_info.plural}"
-        # The listing and the watch select the same objects.
-        self.selection: dict[str, Any] = {
-            "namespace": namespace,
-            "labels": labels,
-            "fields": field_selector,
-        }
+        self.namespace = namespace
+        self.labels = labels
+        self.field_selector = field_selector
         self.backoff = backoff or Backoff()
         self.min_watch_seconds = min_watch_seconds
         self.keep = keep
@@ -84,7 +81,9 @@ class Watcher:
                     self.res,
                     resource_version=self.resource_version or "",
                     timeout_seconds=self._watch_seconds(),
-                    **self.selection,
+                    namespace=self.namespace,
+                    labels=self.labels,
+                    fields=self.field_selector,
                 ):
                     self._contact()
                     self.resource_version = (obj.get("metadata") or {}).get(
@@ -104,7 +103,12 @@ class Watcher:
 
     async def _list(self) -> Listed:
         items, self.resource_version = await self.client.list(
-            self.res, chunk_size=LIST_CHUNK, keep=self.keep, **self.selection
+            self.res,
+            namespace=self.namespace,
+            labels=self.labels,
+            fields=self.field_selector,
+            chunk_size=LIST_CHUNK,
+            keep=self.keep,
         )
         self._contact()
         log.info(
