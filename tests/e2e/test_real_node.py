@@ -555,9 +555,9 @@ def test_disk_usage_policy_removes_with_the_default_non_root_agent(
 
 
 # On containerd 2.x only: kubelet's GC cannot act before its pass 5 minutes after a
-# restart (see the wait below), and 1.6 adds nothing of imageprune's own there. Its run
-# on 1.6 is the Enforce and diskUsage tests above; an image already gone when removed
-# is tests/cri/test_client.py on both flavours.
+# restart (see the wait below), and 1.6 adds nothing of imageprune's own there. Its runs
+# on 1.6 are the Enforce and diskUsage tests above; an image kubelet removed between
+# imageprune's plan and removal is tests/cri/test_removed_by_another.py, on both.
 @pytest.mark.parametrize("node", ["2.x"], indirect=True)
 def test_kubelet_image_gc_and_imageprune_remove_together(
     node: realnode.RealNode, release: chart.Helm
