@@ -17,31 +17,12 @@ from testkit.agent import AGENT_RULES, bind_cluster_role, condition, create_task
 from testkit.cluster import wait_for
 from testkit.containerd import ContainerdNode, Factory
 from testkit.kube import ControlPlane
+from testkit.rbac import OPERATOR_RULES
 
 pytestmark = pytest.mark.k8s  # and a real containerd, as tests/k8s/test_agent.py
 
 SOCKET_GROUP = 2024  # not the agent's own group: only the supplementary group opens the socket
 ALL_CAPABILITIES_DROPPED = "0000000000000000"
-# What docs/operator.md says the operator needs.
-OPERATOR_RULES = [
-    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
-    {
-        "apiGroups": ["imageprune.io"],
-        "resources": ["imageprunepolicies"],
-        "verbs": ["get", "list", "watch", "patch"],
-    },
-    {
-        "apiGroups": ["imageprune.io"],
-        "resources": ["imageprunepolicies/status"],
-        "verbs": ["patch"],
-    },
-    {
-        "apiGroups": ["imageprune.io"],
-        "resources": ["imageprunetasks"],
-        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
-    },
-    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"], "verbs": ["create"]},
-]
 
 
 @pytest.fixture(scope="module")

@@ -11,39 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from testkit import cluster
+from testkit import cluster, rbac
 from testkit.kube import ControlPlane
 
 pytestmark = pytest.mark.k8s
 
 # Longer than any wait below: whatever moves a run on within it is a woken pass.
 SLOW_TIMER = 600.0
-# The chart's operator rules (charts/imageprune/templates/rbac-operator.yaml) without
-# deletecollection: a cluster whose RBAC predates it.
-RULES_WITHOUT_DELETECOLLECTION = [
-    {
-        "apiGroups": ["imageprune.io"],
-        "resources": ["imageprunetasks"],
-        "verbs": ["get", "list", "watch", "create", "patch", "delete"],
-    },
-    {
-        "apiGroups": ["imageprune.io"],
-        "resources": ["imageprunepolicies"],
-        "verbs": ["get", "list", "watch", "patch"],
-    },
-    {
-        "apiGroups": ["imageprune.io"],
-        "resources": ["imageprunepolicies/status"],
-        "verbs": ["patch"],
-    },
-    {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "watch"]},
-    {
-        "apiGroups": ["apiextensions.k8s.io"],
-        "resources": ["customresourcedefinitions"],
-        "verbs": ["list", "watch"],
-    },
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
-]
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +76,7 @@ def test_without_deletecollection_a_deleted_policy_s_tasks_go_one_by_one(
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "ClusterRole",
         "metadata": {"name": user},
-        "rules": RULES_WITHOUT_DELETECOLLECTION,
+        "rules": rbac.without_deletecollection(),  # RBAC from before the verb
     }
     plane.kubectl("apply", "-f", "-", stdin=json.dumps(role))
     plane.kubectl("create", "clusterrolebinding", user, f"--clusterrole={user}", f"--user={user}")

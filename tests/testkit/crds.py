@@ -12,6 +12,7 @@ from typing import Any
 
 import yaml
 
+from imageprune.api import names as api_names
 from testkit import binaries
 from testkit.kube import ControlPlane
 
@@ -27,9 +28,9 @@ def installed(plane: ControlPlane) -> Iterator[list[str]]:
     """Apply every CRD file, wait until each is served, and delete them on the way out:
     the control plane is shared by the session, and other tests install CRDs of these names."""
     # A CRD still terminating from the last module refuses every new object.
-    _wait_gone(
-        plane, [yaml.safe_load(path.read_text())["metadata"]["name"] for path in crd_files()]
-    )
+    own = [yaml.safe_load(path.read_text())["metadata"]["name"] for path in crd_files()]
+    release_finalizers(plane, own)
+    _wait_gone(plane, own)
     names: list[str] = []
     try:
         for path in crd_files():
@@ -44,8 +45,32 @@ def installed(plane: ControlPlane) -> Iterator[list[str]]:
 
 def delete(plane: ControlPlane, names: Sequence[str]) -> None:
     """Delete CRDs (and so their objects) and wait until they are gone."""
+    release_finalizers(plane, names)
     plane.kubectl("delete", "crd", *names, "--ignore-not-found", "--wait=false")
     _wait_gone(plane, names)
+
+
+def release_finalizers(plane: ControlPlane, names: Sequence[str]) -> None:
+    """Take the operator's finalizer off the objects of these CRDs: a test that failed
+    with its operator stopped leaves them, and the CRD's deletion would wait on them
+    for good. Other finalizers stay."""
+    for crd in names:
+        listed = plane.kubectl("get", crd, "-A", "--ignore-not-found", "-o", "json", check=False)
+        if listed.returncode != 0 or not listed.stdout.strip():
+            continue  # no such CRD, or not served any more
+        for item in json.loads(listed.stdout).get("items", []):
+            meta = item["metadata"]
+            finalizers = meta.get("finalizers", [])
+            if api_names.FINALIZER not in finalizers:
+                continue
+            kept = [f for f in finalizers if f != api_names.FINALIZER]
+            where = ["--namespace", meta["namespace"]] if "namespace" in meta else []
+            patch = json.dumps({"metadata": {"finalizers": kept or None}})
+            patched = plane.kubectl(
+                "patch", crd, meta["name"], *where, "--type=merge", "-p", patch, check=False
+            )
+            if patched.returncode != 0 and "NotFound" not in patched.stderr:
+                raise AssertionError(f"cannot release {crd} {meta['name']}: {patched.stderr}")
 
 
 # Deleting a CRD deletes its objects first; on a loaded machine, or just after an
