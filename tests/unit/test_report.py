@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
+from imageprune.agent import outcome
 from imageprune.node import executor, planner, report, service
 from imageprune_cri import types
 from testkit import pruneruns
@@ -136,3 +141,44 @@ def test_kept_entries_stay_short() -> None:
     [entry] = report.document(_plan_with(long))["kept"]  # type: ignore[misc]
     assert len(entry["repoTags"]) == report.MAX_KEPT_TAGS
     assert len(entry["repoTags"][0]) == len(entry["detail"]) == report.MAX_KEPT_TEXT
+
+
+def _outside(schema: Mapping[str, Any], value: object, at: str = "report") -> list[str]:
+    """Where `value` leaves `schema`: a field the apiserver would prune, or a list or
+    string over its bound (which it would refuse)."""
+    if isinstance(value, dict) and "properties" in schema:
+        return [
+            problem
+            for key, item in value.items()
+            for problem in (
+                _outside(schema["properties"][key], item, f"{at}.{key}")
+                if key in schema["properties"]
+                else [f"{at}.{key}: not in the CRD"]
+            )
+        ]
+    if isinstance(value, list):
+        problems = [f"{at}: over maxItems"] if len(value) > schema.get("maxItems", 10**9) else []
+        return problems + [p for v in value for p in _outside(schema["items"], v, f"{at}[]")]
+    if isinstance(value, str) and len(value) > schema.get("maxLength", 10**9):
+        return [f"{at}: over maxLength"]
+    return []
+
+
+def test_the_agents_document_is_what_the_task_crd_stores() -> None:
+    """Every field the agent writes is in the CRD's status.report (the apiserver drops
+    the others), within its bounds, with both lists full."""
+    crd = Path(__file__).resolve().parents[2] / "charts/imageprune/crds/imageprunetasks.yaml"
+    (version,) = yaml.safe_load(crd.read_text())["spec"]["versions"]
+    schema = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["report"]
+    tags = tuple(f"r/{'x' * 380}:{n}" for n in range(40))  # a reference is under 512
+    kept = tuple(
+        planner.Verdict(_image(n, n, *tags), planner.Reason.IN_USE, "y" * 600) for n in range(150)
+    )
+    run = _plan_with(*kept)
+    many = tuple(
+        executor.Result(_image(n, n, *tags), Outcome.FAILED, "z" * 5000) for n in range(80)
+    )
+    run = dataclasses.replace(run, report=executor.Report(False, many))
+    doc = report.document(run, max_results=outcome.MAX_RESULTS, max_kept=outcome.MAX_KEPT)
+    assert (len(doc["kept"]), len(doc["results"])) == (100, 50)  # type: ignore[arg-type]
+    assert _outside(schema, json.loads(json.dumps(doc))) == []
