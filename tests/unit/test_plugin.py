@@ -287,8 +287,8 @@ def test_explain_of_an_unlisted_image_says_what_the_lists_prove() -> None:
     kept = explain.explain(task("a", report=cut), "busybox")
     assert (kept.verdict, kept.reason) == (
         "NotInReport",
-        "kept by a rule: the report lists every image the run meant to remove, and it is "
-        "not among the 2 largest kept images listed (3 more were kept)",
+        "kept by a rule (or not on the node): the report lists every image the run meant "
+        "to remove, and it is not among the 2 largest kept images listed (3 more were kept)",
     )
     shown = explain.text(kept, policy="p", now=NOW)
     assert "  run's verdicts over all images: Excluded 1, InUse 4, Removable 2\n" in shown

@@ -124,9 +124,9 @@ def _unlisted(base: Explanation, *, kept_in_report: bool, results_listed: int) -
         )
     elif base.kept_truncated:
         reason = (
-            "kept by a rule: the report lists every image the run meant to remove, and it "
-            f"is not among the {base.kept_listed} largest kept images listed "
-            f"({base.kept_truncated} more were kept)"
+            "kept by a rule (or not on the node): the report lists every image the run "
+            f"meant to remove, and it is not among the {base.kept_listed} largest kept "
+            f"images listed ({base.kept_truncated} more were kept)"
         )
     else:
         reason = (
