@@ -33,7 +33,6 @@ import demo_simnode
 import pytest
 import yaml
 
-from imageprune.api import names as api_names
 from testkit import binaries, chart, oci, realnode
 from testkit import image as image_kit
 from testkit.containerd import ContainerdNode
@@ -45,6 +44,7 @@ SAMPLE = binaries.REPO_ROOT / "deploy" / "samples" / "ci-runners-keep-last-3.yam
 NAMESPACE = RELEASE = "imageprune"
 POOL = {"node-pool": "ci-runners"}  # the sample policy's nodeSelector
 REGISTRY = "registry.imageprune.test/demo"
+WEB_IMAGE = f"{REGISTRY}/web:1"  # the Deployment's: explained as kept, in use
 DAY = datetime.timedelta(days=1)
 
 
@@ -239,11 +239,10 @@ def policy_file(workdir: Path) -> tuple[str, Path]:
     return str(manifest["metadata"]["name"]), path
 
 
-def run_now(plane: ControlPlane, policy: str, request: str) -> None:
-    """A run now rather than at the schedule's next tick (`kubectl imageprune run
-    POLICY`, the kubectl plugin, does the same)."""
-    annotation = f"{api_names.RUN_NOW_ANNOTATION}={request}"
-    demo_show.kubectl(plane, ["annotate", "ipp", policy, "--overwrite", annotation])
+def run_now(plane: ControlPlane, policy: str) -> None:
+    """A run now rather than at the schedule's next tick: the plugin asks for it and
+    follows it until every node is done."""
+    demo_show.kubectl(plane, ["imageprune", "run", policy])
 
 
 def run_id(plane: ControlPlane, policy: str) -> str | None:
@@ -298,13 +297,14 @@ def state_file(workdir: Path) -> Iterator[None]:
         READY.unlink(missing_ok=True)
 
 
-def leave_running(plane: ControlPlane, workdir: Path) -> None:
+def leave_running(plane: ControlPlane, policy: str, workdir: Path) -> None:
     """--keep: say how to use and stop it, then wait for --stop (SIGTERM)."""
-    kubectl = plane.kubectl_bin.parent
+    path = f"{plane.kubectl_bin.parent}:{demo_show.plugin_dir()}"
     print(
         "\nLeft running. To look around:\n"
-        f"  export KUBECONFIG={plane.kubeconfig_path} PATH={kubectl}:$PATH\n"
+        f"  export KUBECONFIG={plane.kubeconfig_path} PATH={path}:$PATH\n"
         "  kubectl get nodes,ipp,ipt; kubectl get pods -A\n"
+        f"  kubectl imageprune status {policy}\n"
         "To stop it and clean up everything:\n"
         "  bash hack/demo.sh --stop",
         flush=True,
@@ -334,6 +334,7 @@ def demo(args: argparse.Namespace) -> None:
 def tour(args: argparse.Namespace, stack: contextlib.ExitStack, workdir: Path) -> None:
     """Everything the demo shows; what it starts goes on `stack`."""
     simulated = args.simulated_nodes if args.simulated_nodes is not None else 1 if args.short else 2
+    demo_show.plugin_dir()  # the demo shows `kubectl imageprune`: missing, it fails first
     step("Starting a control plane and a real node (kubelet, scheduler, controller-manager)")
     print(f"(one real node per machine: waits while a test's holds {realnode.LOCK_PATH})")
     asked = time.monotonic()
@@ -372,7 +373,7 @@ def tour(args: argparse.Namespace, stack: contextlib.ExitStack, workdir: Path) -
     step("Applying the sample policy in DryRun: it reports, it removes nothing")
     policy, path = policy_file(workdir)
     demo_show.kubectl(plane, ["apply", "-f", str(path)])
-    run_now(plane, policy, "dry-run")
+    run_now(plane, policy)
     wait_run(plane, policy, after=None)
     show(plane, policy)
 
@@ -381,7 +382,7 @@ def tour(args: argparse.Namespace, stack: contextlib.ExitStack, workdir: Path) -
     demo_show.kubectl(
         plane, ["patch", "ipp", policy, "--type=merge", "-p", '{"spec":{"mode":"Enforce"}}']
     )
-    run_now(plane, policy, "enforce")
+    run_now(plane, policy)
     wait_run(plane, policy, after=dry)
     show(plane, policy)
     for name, runtime in runtimes.items():
@@ -389,11 +390,13 @@ def tour(args: argparse.Namespace, stack: contextlib.ExitStack, workdir: Path) -
             f"  {name}: {before[name]} images in containerd before, "
             f"{len(runtime.image_ids())} after"
         )
+    print("\nWhy is an image still there? The plugin names the rule that kept it:")
+    demo_show.kubectl(plane, ["imageprune", "explain", policy, realnode.NODE_NAME, WEB_IMAGE])
 
     took = time.monotonic() - _started - waited
     step(f"Demo done in {took:.0f}s (and {waited:.0f}s waiting for the real-node lock)")
     if args.keep:
-        leave_running(plane, workdir)
+        leave_running(plane, policy, workdir)
 
 
 def main(argv: list[str]) -> int:

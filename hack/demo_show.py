@@ -3,7 +3,12 @@ what was removed, how many bytes, and what was kept and why."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+import sysconfig
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from imageprune.api import names
@@ -26,31 +31,40 @@ KEPT_BECAUSE = {
 TAKEN = ("Removed", "WouldRemove")
 
 
+PLUGIN = "kubectl-imageprune"  # the plugin's console script (pyproject.toml)
+
+
 def status_commands(policy: str) -> list[list[str]]:
-    """The kubectl commands that show a policy's state; `kubectl imageprune status
-    POLICY` (the kubectl plugin, where its console script is on PATH) says the same in
-    one table."""
-    columns = ",".join(
-        (
-            "NODE:.spec.nodeName",
-            "MODE:.spec.mode",
-            "TRIGGER:.spec.trigger",
-            'READY:.status.conditions[?(@.type=="Ready")].status',
-            "IMAGES:.status.report.imagesSeen",
-            "REMOVED:.status.report.removedImages",
-            "BYTES:.status.report.removedBytes",
-        )
-    )
-    return [
-        ["get", "ipp", "-o", "wide"],
-        ["get", "ipt", "-l", f"{names.POLICY_LABEL}={policy}", "-o", f"custom-columns={columns}"],
-    ]
+    """The kubectl commands that show a policy's state: its row, then the plugin's
+    table per node."""
+    return [["get", "ipp", "-o", "wide"], ["imageprune", "status", policy]]
+
+
+def plugin_dir() -> Path:
+    """Where pip put `kubectl-imageprune`: next to this Python's own scripts, else on
+    PATH. kubectl runs `kubectl imageprune` from the first one on its PATH."""
+    scripts = Path(sysconfig.get_path("scripts"))
+    if (scripts / PLUGIN).is_file():
+        return scripts
+    found = shutil.which(PLUGIN)
+    if found is None:
+        raise RuntimeError(f"{PLUGIN} is not installed: python3 -m pip install -e .")
+    return Path(found).parent
 
 
 def kubectl(plane: ControlPlane, args: Sequence[str]) -> None:
-    """Print a kubectl command as a user types it, then run it and print its output."""
+    """Print a kubectl command as a user types it, then run it and print its output.
+    `kubectl imageprune ...` runs the plugin through kubectl, as a user's would run."""
     print(f"\n$ kubectl {' '.join(_quoted(a) for a in args)}", flush=True)
-    result = plane.kubectl(*args, check=False)
+    if args[0] == "imageprune":
+        path = f"{plugin_dir()}{os.pathsep}{os.environ.get('PATH', '')}"
+        env = {**os.environ, "PATH": path, "KUBECONFIG": str(plane.kubeconfig_path)}
+        argv = [str(plane.kubectl_bin), *args]
+        result = subprocess.run(
+            argv, capture_output=True, text=True, env=env, timeout=600, check=False
+        )
+    else:
+        result = plane.kubectl(*args, check=False)
     print((result.stdout + result.stderr).rstrip(), flush=True)
 
 

@@ -81,6 +81,10 @@ def test_dry_run_removes_nothing_and_names_its_candidates(
         assert int(found[1]) > 0
     assert "would remove" in out
     assert "registry.imageprune.test/demo/app:v1" in out  # the oldest build
+    # The kubectl plugin, through kubectl: it started the run and followed it.
+    assert f"$ kubectl imageprune run {POLICY}\n" in out
+    assert re.search(r"^run \S+: 2 of 2 nodes done", out, re.M), out
+    _plugin_status(out)
 
 
 def test_enforce_removes_images_on_every_node_and_says_what_it_kept(
@@ -100,6 +104,21 @@ def test_enforce_removes_images_on_every_node_and_says_what_it_kept(
         assert int(counts[1]) - int(counts[2]) == removed
     for reason in ("InUse", "Excluded", "KeptLatest", "SandboxImage", "Pinned"):
         assert re.search(rf"kept +\d+ +{reason}: ", out), reason
+    _plugin_status(out)
+    explained = out[out.index("$ kubectl imageprune explain") :]
+    assert "  verdict: InUse\n" in explained, explained
+    assert re.search(
+        r"^  why: +kept: a container uses it \(used by 1 container: web", explained, re.M
+    )
+
+
+def _plugin_status(out: str) -> None:
+    """`kubectl imageprune status`'s table: a row per node, and the totals."""
+    table = out[out.index(f"$ kubectl imageprune status {POLICY}\n") :]
+    assert re.search(r"^NODE +LAST RUN +TRIGGER", table, re.M), table
+    for node in NODES:
+        assert re.search(rf"^{node} .* RunNow +Succeeded ", table, re.M), table
+    assert re.search(rf"^TOTAL \({len(NODES)} nodes\)", table, re.M), table
 
 
 def test_the_demo_leaves_nothing_behind(

@@ -349,6 +349,16 @@ TASK_STATUS: dict[str, Any] = {
             },
         ],
         "resultsTruncated": 1,
+        "kept": [
+            {
+                "id": "sha256:" + "b" * 64,
+                "repoTags": ["registry.k8s.io/pause:3.10"],
+                "size": 320_000,
+                "reason": "SandboxImage",
+                "detail": "the runtime's pod sandbox image (registry.k8s.io/pause:3.10)",
+            },
+        ],
+        "keptTruncated": 6,
         "errors": [{"kind": "RemoveFailed", "count": 1, "example": "image is in use"}],
         "unmatchedExcludes": ["quay.io/never/*"],
     },

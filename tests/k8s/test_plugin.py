@@ -30,7 +30,7 @@ from testkit.agent import (
     exec_plugin_kubeconfig,
     service_account_kubeconfig,
 )
-from testkit.containerd import ContainerdNode, running
+from testkit.containerd import SANDBOX_IMAGE, ContainerdNode, running
 from testkit.kube import ControlPlane
 from testkit.plugin import command, failed, ok
 from testkit.plugin import run as plugin
@@ -43,6 +43,8 @@ REGISTRY = "registry.imageprune.test"
 APPS = tuple(f"{REGISTRY}/plugin/app:{n}" for n in (1, 2))
 KEPT = f"{REGISTRY}/plugin/keep:1"  # excluded by the policy
 LATE = f"{REGISTRY}/plugin/late:1"  # added before `run`
+USED = f"{REGISTRY}/plugin/used:1"  # a container uses it on the first node
+PINNED = f"{REGISTRY}/plugin/pinned:1"  # pinned on the first node
 NODES = ("plugin-a", "plugin-b")
 GHOST = "plugin-ghost"
 
@@ -69,6 +71,8 @@ def cluster(
             runtime = stack.enter_context(running("2.x"))
             built = runtime.add_images(*(oci.ImageSpec(repo_tags=(r,)) for r in (*APPS, KEPT)))
             ids[name] = {image.repo_tags[0]: image.id for image in built}
+            if name == NODES[0]:
+                _keep_by_rules(runtime)
             cluster_kit.create_node(plane, name, {"pool": "plugin"})
             stack.enter_context(
                 AgentProcess(plane, runtime, node_name=name, workdir=workdir / name)
@@ -98,6 +102,15 @@ def cluster(
 
         cluster_kit.wait_for("the policy's first run", first_run_done, timeout=180)
         yield Cluster(plane, runtimes, ids)
+
+
+def _keep_by_rules(runtime: ContainerdNode) -> None:
+    """Images the policy's include pattern matches that rules keep: one a container
+    uses, one the runtime pins; the pod's sandbox image comes with it."""
+    runtime.add_images(*(oci.ImageSpec(repo_tags=(r,)) for r in (USED, PINNED)))
+    runtime.pin(PINNED)
+    sandbox = runtime.run_sandbox("pod")
+    runtime.create_container(sandbox, "pod", name="user", image=USED)
 
 
 def test_status_shows_each_node_and_the_totals(cluster: Cluster) -> None:
@@ -152,14 +165,39 @@ def test_explain_a_removed_image_and_a_kept_one(cluster: Cluster) -> None:
     assert doc["runId"] == run_id
 
     kept = yaml.safe_load(ok(plugin(cluster.plane, "explain", POLICY, node, KEPT, "-o", "yaml")))
-    assert kept["verdict"] == "NotInReport"
-    assert "kept by a rule" in kept["reason"]
-    assert kept["verdicts"]["Excluded"] == 1
+    assert kept["verdict"] == "Excluded"
+    assert kept["reason"] == f"kept: excluded by the policy (matches exclude pattern {KEPT})"
+    assert kept["result"]["id"] == cluster.ids[node][KEPT]
     assert cluster.ids[node][KEPT] in cluster.runtimes[node].image_ids()
-    text = ok(plugin(cluster.plane, "explain", POLICY, node, KEPT))
+
+
+@pytest.mark.parametrize(
+    ("image", "verdict", "why"),
+    [
+        (USED, "InUse", "kept: a container uses it (used by 1 container: user (running))"),
+        (PINNED, "Pinned", "kept: pinned by the container runtime"),
+        (SANDBOX_IMAGE, "SandboxImage", "kept: a pod sandbox image ("),
+        (KEPT, "Excluded", f"kept: excluded by the policy (matches exclude pattern {KEPT})"),
+    ],
+)
+def test_explain_names_the_rule_that_kept_an_image(
+    cluster: Cluster, image: str, verdict: str, why: str
+) -> None:
+    node = NODES[0]
+    text = ok(plugin(cluster.plane, "explain", POLICY, node, image))
     print(text)
-    assert "verdict: NotInReport" in text
-    assert "Excluded 1" in text
+    assert f"  verdict: {verdict}\n" in text
+    assert f"  why:     {why}" in text
+    assert cluster.runtimes[node].image_id_of(image) in text
+
+
+def test_explain_of_an_image_the_node_never_had(cluster: Cluster) -> None:
+    absent = f"{REGISTRY}/plugin/never:1"
+    answer = json.loads(
+        ok(plugin(cluster.plane, "explain", POLICY, NODES[0], absent, "-o", "json"))
+    )
+    assert answer["verdict"] == "NotOnNode"
+    assert answer["keptTruncated"] == 0
 
 
 def test_a_reader_that_leaves_early_ends_it_quietly(cluster: Cluster) -> None:

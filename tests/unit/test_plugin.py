@@ -248,6 +248,69 @@ def test_explain_says_what_the_report_can_prove() -> None:
     assert document["result"]["outcome"] == "Failed"
 
 
+PAUSE_ID = "sha256:" + "ef" * 32
+KEPT = [
+    {
+        "id": "sha256:" + "12" * 32,
+        "repoTags": ["registry.example/db:5"],
+        "size": 9 * 1024**2,
+        "reason": "InUse",
+        "detail": "used by 1 container: db (running)",
+    },
+    {
+        "id": PAUSE_ID,
+        "repoTags": ["registry.k8s.io/pause:3.10"],
+        "size": 1024,
+        "reason": "SandboxImage",
+        "detail": "the runtime's pod sandbox image (registry.k8s.io/pause:3.10)",
+    },
+]
+
+
+@pytest.mark.parametrize(
+    ("image", "verdict", "reason"),
+    [
+        ("registry.example/db:5", "InUse", "kept: a container uses it (used by 1 container: db"),
+        (PAUSE_ID[7:19], "SandboxImage", "kept: a pod sandbox image (the runtime's"),
+        ("nginx:1.25", "Removed", "removed"),  # the results come first
+    ],
+)
+def test_explain_names_the_rule_of_a_listed_kept_image(
+    image: str, verdict: str, reason: str
+) -> None:
+    answer = explain.explain(task("a", report=_report(kept=KEPT, keptTruncated=0)), image)
+    assert (answer.verdict, answer.reason[: len(reason)]) == (verdict, reason)
+
+
+def test_explain_of_an_unlisted_image_says_what_the_lists_prove() -> None:
+    cut = _report(kept=KEPT, keptTruncated=3)
+    kept = explain.explain(task("a", report=cut), "busybox")
+    assert (kept.verdict, kept.reason) == (
+        "NotInReport",
+        "kept by a rule (or not on the node): the report lists every image the run meant "
+        "to remove, and it is not among the 2 largest kept images listed (3 more were kept)",
+    )
+    shown = explain.text(kept, policy="p", now=NOW)
+    assert "  run's verdicts over all images: Excluded 1, InUse 4, Removable 2\n" in shown
+    whole = explain.explain(task("a", report=_report(kept=KEPT, keptTruncated=0)), "busybox")
+    assert whole.verdict == "NotOnNode"
+    assert "`imageprune images`" not in explain.text(whole, policy="p", now=NOW)
+    both_cut = _report(kept=KEPT, keptTruncated=3, resultsTruncated=7)
+    assert "may have been removed" in explain.explain(task("a", report=both_cut), "x").reason
+
+
+def test_explain_text_of_a_kept_image() -> None:
+    answer = explain.explain(task("a", report=_report(kept=KEPT)), "registry.example/db:5")
+    assert explain.text(answer, policy="p", now=NOW) == (
+        "Image registry.example/db:5 on node a (policy p)\n"
+        "  run:     r1 (Schedule, Enforce), 2m ago\n"
+        "  verdict: InUse\n"
+        "  why:     kept: a container uses it (used by 1 container: db (running))\n"
+        f"  image:   {KEPT[0]['id']} (registry.example/db:5, 9 MiB)\n"
+    )
+    assert answer.to_json()["result"]["reason"] == "InUse"  # type: ignore[index]
+
+
 def test_explain_text() -> None:
     removed = explain.text(explain.explain(task("a"), "nginx:1.25"), policy="p", now=NOW)
     assert removed == (

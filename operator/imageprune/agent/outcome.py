@@ -9,6 +9,7 @@ from imageprune.node import executor
 from imageprune.policy import quantities
 
 MAX_RESULTS = 50  # the CRD's bound on status.report.results
+MAX_KEPT = 100  # the CRD's bound on status.report.kept (docs/protocol.md: its size)
 _STOPPED = "Stopped"  # the executor's error kind for removals not sent after a stop
 
 

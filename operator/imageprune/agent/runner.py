@@ -315,7 +315,9 @@ class Agent:
             reason, message = Reason.INTERNAL_ERROR, f"internal error: {err!r}"
         else:
             self._runtime_answered()
-            report = node_report.document(run, max_results=outcome.MAX_RESULTS)
+            report = node_report.document(
+                run, max_results=outcome.MAX_RESULTS, max_kept=outcome.MAX_KEPT
+            )
             reason, message = outcome.judge(
                 run.report, images_seen=len(run.observation.plan.verdicts)
             )

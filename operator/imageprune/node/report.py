@@ -7,6 +7,9 @@ run took (Removed, or WouldRemove in a dry run) at their CRI sizes, which includ
 layers other images share. `imageFs` is a separate measurement of the whole image
 filesystem before and after, by statvfs: other writers (pulls, container logs)
 share that filesystem, so its delta is not what this run freed.
+
+`kept` answers "why is this image still here?" for the largest images a rule kept
+(in use, pinned, excluded, too new...), the ones a person asks about first.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ import collections
 import dataclasses
 import datetime
 
-from imageprune.node import executor, service
+from imageprune.node import executor, planner, service
 
 # The bounds of ImagePruneTask's status.report (charts/imageprune/crds/): the agent
 # stores this document there, and the apiserver refuses anything larger.
 MAX_ERROR_KINDS = 20
 MAX_TEXT = 1024  # a result's detail, an error's example
 MAX_TAGS = 32  # per result
+MAX_KEPT_TEXT = 256  # a kept image's tags and detail: short, as there can be 100
+MAX_KEPT_TAGS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,17 +55,42 @@ def _iso(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z")
 
 
-def _text(text: str) -> str:
-    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+def _text(text: str, limit: int = MAX_TEXT) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def document(run: service.PruneRun, *, max_results: int | None = None) -> dict[str, object]:
+def kept(plan: planner.Plan, *, limit: int | None = None) -> tuple[list[dict[str, object]], int]:
+    """The images a rule kept, largest first (ID breaks ties), with the rule (`reason`,
+    a planner verdict) and its detail; at most `limit` of them (None: all), and how many
+    were left out."""
+    verdicts = [v for v in plan.verdicts if v.reason is not planner.Reason.REMOVABLE]
+    shown = sorted(verdicts, key=lambda v: (-v.image.size, v.image.id))[:limit]
+    entries: list[dict[str, object]] = []
+    for verdict in shown:
+        tags = verdict.image.repo_tags[:MAX_KEPT_TAGS]
+        entries.append(
+            {
+                "id": verdict.image.id,
+                "repoTags": [_text(tag, MAX_KEPT_TEXT) for tag in tags],
+                "size": verdict.image.size,
+                "reason": verdict.reason.value,
+                "detail": _text(verdict.detail, MAX_KEPT_TEXT),
+            }
+        )
+    return entries, len(verdicts) - len(shown)
+
+
+def document(
+    run: service.PruneRun, *, max_results: int | None = None, max_kept: int | None = None
+) -> dict[str, object]:
     """The run as plain JSON types, within the bounds of the task status schema.
-    `max_results` caps the per-image `results` (the agent keeps 50); None keeps them
-    all. `resultsTruncated` says how many were left out; counts are never capped."""
+    `max_results` caps the per-image `results` (the agent keeps 50) and `max_kept` the
+    `kept` images (the agent keeps 100); None keeps them all. `resultsTruncated` and
+    `keptTruncated` say how many were left out; counts are never capped."""
     plan, report = run.observation.plan, run.report
     taken = [r for r in report.results if r.outcome.takes_image]
     results = report.results if max_results is None else report.results[:max_results]
+    kept_images, kept_left_out = kept(plan, limit=max_kept)
     before = run.observation.snapshot.disk
     return {
         "dryRun": report.dry_run,
@@ -90,6 +120,8 @@ def document(run: service.PruneRun, *, max_results: int | None = None) -> dict[s
             for r in results
         ],
         "resultsTruncated": len(report.results) - len(results),
+        "kept": kept_images,
+        "keptTruncated": kept_left_out,
         "errors": [
             {
                 "kind": g.kind,

@@ -31,12 +31,12 @@ async def explain_image(
     client: Client, name: str, node: str, image: str, *, fmt: str, out: TextIO
 ) -> int:
     await connect.policy(client, name)
-    tasks = await connect.tasks(client, name)
-    chosen = [t for t in tasks if t["spec"].get("nodeName") == node]
-    if not chosen:
+    chosen = await connect.node_task(client, name, node)
+    if chosen is None:
+        tasks = await connect.tasks(client, name)  # only to name the nodes it has
         known = ", ".join(sorted(t["spec"].get("nodeName", "?") for t in tasks)) or "none"
         raise connect.Failure(f"policy {name} has no task on node {node!r} (nodes: {known})")
-    answer = explain.explain(chosen[0], image)
+    answer = explain.explain(chosen, image)
     if fmt == "table":
         out.write(explain.text(answer, policy=name, now=_now()))
     else:

@@ -99,6 +99,16 @@ async def tasks(client: Client, policy_name: str) -> list[dict[str, Any]]:
     return [t for t in found if (t.get("spec") or {}).get("policyName") == policy_name]
 
 
+async def node_task(client: Client, policy_name: str, node: str) -> dict[str, Any] | None:
+    """The policy's task on `node`, by its name: one object, where listing the policy's
+    tasks would fetch every node's report."""
+    name = task.task_name(policy_name, node)
+    found = await call(f"get ImagePruneTask {name}", _unless_404(client.get(resources.Task, name)))
+    if found is None or (found.get("spec") or {}).get("policyName") != policy_name:
+        return None
+    return found
+
+
 async def annotate(client: Client, name: str, annotations: Mapping[str, str]) -> dict[str, Any]:
     patch = {"metadata": {"annotations": dict(annotations)}}
     return await call(

@@ -1,8 +1,9 @@
 """Why an image was or was not removed on a node, from that node's task: its
-status.report lists the images the run meant to remove (at most 50, `resultsTruncated`
-counts the rest) with what happened to each. An image kept by a rule (in use, pinned,
-excluded, too new...) is not listed: only its rule's count is. So the answer says what
-the report can prove, and no more."""
+status.report lists the images the run meant to remove (`results`, at most 50,
+`resultsTruncated` counts the rest) with what happened to each, and the largest images
+a rule kept (`kept`, at most 100, `keptTruncated` counts the rest) with that rule. An
+image in neither list has only its rule's count, so the answer says what the report
+can prove, and no more."""
 
 from __future__ import annotations
 
@@ -24,16 +25,33 @@ _OUTCOMES = {
     "NotAttempted": "not removed: the run stopped before reaching it",
 }
 
+# The rule behind each planner verdict that keeps an image (node/planner.py), named as
+# the policy names it; the report's detail follows.
+_RULES = {
+    "InUse": "kept: a container uses it",
+    "SandboxImage": "kept: a pod sandbox image",
+    "Pinned": "kept: pinned by the container runtime",
+    "Excluded": "kept: excluded by the policy",
+    "NotIncluded": "kept: outside the policy's scope or include patterns",
+    "TooNew": "kept: younger than olderThan",
+    "RecentlyUsed": "kept: used more recently than unusedFor",
+    "KeptLatest": "kept: one of the newest of its repository (keepLatestPerRepository)",
+    "DiskBelowTarget": "kept: the image filesystem is below the policy's disk target",
+    "CapReached": "kept: the run reached its limits (maxImagesPerRun or maxBytesPerRun)",
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class Explanation:
     node: nodes.NodeResult
     image: str
-    verdict: str  # one of _OUTCOMES' keys, or NotInReport, NotRun
+    verdict: str  # one of _OUTCOMES' or _RULES' keys, or NotInReport, NotOnNode, NotRun
     reason: str  # a sentence for people
     result: Mapping[str, Any] | None  # the report's entry for the image, when listed
     kept: Mapping[str, int]  # the run's counts per planner verdict (InUse, Excluded...)
     truncated: int
+    kept_listed: int  # how many kept images the report lists
+    kept_truncated: int
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -48,6 +66,7 @@ class Explanation:
             "result": dict(self.result) if self.result is not None else None,
             "verdicts": dict(self.kept),
             "resultsTruncated": self.truncated,
+            "keptTruncated": self.kept_truncated,
         }
 
 
@@ -55,32 +74,76 @@ def explain(task: Mapping[str, Any], image: str) -> Explanation:
     node = nodes.result(task)
     report = (task.get("status") or {}).get("report") or {}
     verdicts = {str(k): v for k, v in (report.get("verdicts") or {}).items() if isinstance(v, int)}
-    truncated = report.get("resultsTruncated") or 0
-    base = Explanation(node, image, "NotRun", "", None, verdicts, truncated)
+    results, kept = _entries(report, "results"), _entries(report, "kept")
+    base = Explanation(
+        node,
+        image,
+        "NotRun",
+        "",
+        None,
+        verdicts,
+        truncated=_count(report, "resultsTruncated"),
+        kept_listed=len(kept),
+        kept_truncated=_count(report, "keptTruncated"),
+    )
     if not report or node.run_id is None:
         reason = "this node has no finished run with a report"
         if node.state == nodes.RUNNING:
             reason = f"run {node.run_id} is under way on this node; no report yet"
         return dataclasses.replace(base, reason=reason)
-    for entry in report.get("results") or ():
-        if isinstance(entry, Mapping) and matches(entry, image):
-            outcome = str(entry.get("outcome", ""))
-            reason = _OUTCOMES.get(outcome, outcome)
-            if entry.get("detail"):
-                reason += f" ({entry['detail']})"
-            return dataclasses.replace(base, verdict=outcome, reason=reason, result=entry)
-    if truncated:
+    for entry in results:
+        if matches(entry, image):
+            return _listed(base, entry, str(entry.get("outcome", "")), _OUTCOMES)
+    for entry in kept:
+        if matches(entry, image):
+            return _listed(base, entry, str(entry.get("reason", "")), _RULES)
+    return _unlisted(base, kept_in_report="kept" in report, results_listed=len(results))
+
+
+def _listed(
+    base: Explanation, entry: Mapping[str, Any], verdict: str, phrases: Mapping[str, str]
+) -> Explanation:
+    reason = phrases.get(verdict, verdict)
+    if entry.get("detail"):
+        reason += f" ({entry['detail']})"
+    return dataclasses.replace(base, verdict=verdict, reason=reason, result=entry)
+
+
+def _unlisted(base: Explanation, *, kept_in_report: bool, results_listed: int) -> Explanation:
+    """An image in neither list: what the report's counts still prove."""
+    if base.truncated:
         reason = (
-            f"not among the {len(report.get('results') or ())} images the report lists; "
-            f"{truncated} more were candidates for removal but are not listed, so it may "
-            "have been removed, or kept by a rule"
+            f"not among the {results_listed} images the report lists; {base.truncated} more "
+            "were candidates for removal but are not listed, so it may have been removed, "
+            "or kept by a rule"
         )
-    else:
+    elif not kept_in_report:  # an agent from before the report listed kept images
         reason = (
             "not a candidate for removal: the report lists every image the run meant to "
             "remove, so it was kept by a rule of the policy (or was not on the node)"
         )
+    elif base.kept_truncated:
+        reason = (
+            "kept by a rule (or not on the node): the report lists every image the run "
+            f"meant to remove, and it is not among the {base.kept_listed} largest kept "
+            f"images listed ({base.kept_truncated} more were kept)"
+        )
+    else:
+        reason = (
+            "not on the node when the run listed its images: the report lists every "
+            "image, removed or kept (a kept image by its ID and first tags)"
+        )
+        return dataclasses.replace(base, verdict="NotOnNode", reason=reason)
     return dataclasses.replace(base, verdict="NotInReport", reason=reason)
+
+
+def _entries(report: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
+    return [e for e in report.get(key) or () if isinstance(e, Mapping)]
+
+
+def _count(report: Mapping[str, Any], key: str) -> int:
+    value = report.get(key)
+    return value if isinstance(value, int) else 0
 
 
 def text(answer: Explanation, *, policy: str, now: datetime.datetime) -> str:
@@ -101,11 +164,11 @@ def text(answer: Explanation, *, policy: str, now: datetime.datetime) -> str:
     elif answer.kept:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(answer.kept.items()))
         lines.append(f"  run's verdicts over all images: {counts}")
-        lines.append(
-            "  The rule that keeps an image is not stored in the report; to see it, run "
-            "`imageprune images` with the policy's selection in the node's agent pod "
-            "(docs/troubleshooting.md)."
-        )
+        if answer.verdict == "NotInReport":
+            lines.append(
+                "  To see the rule for every image, run `imageprune images` with the "
+                "policy's selection in the node's agent pod (docs/troubleshooting.md)."
+            )
     return "".join(line + "\n" for line in lines)
 
 
