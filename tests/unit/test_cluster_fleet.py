@@ -91,9 +91,15 @@ def test_what_is_kept_of_a_node_and_a_task_reads_as_the_whole() -> None:
         "runId": "r1",
         "completionTime": "2026-12-07T10:00:00Z",
         "conditions": [{"type": "Ready", "status": "True"}],
-        "report": {"dryRun": True, "removedImages": 2, "results": [{"image": "x"}] * 100},
+        "report": {
+            "dryRun": True,
+            "removedImages": 2,
+            "results": [{"image": "x"}] * 100,
+            "kept": [{"id": "sha256:k", "reason": "InUse"}] * 100,
+            "keptTruncated": 3,
+        },
     }
     reduced = fleet.task_essentials(body)
-    assert "results" not in reduced["status"]["report"]
+    assert reduced["status"]["report"] == {"dryRun": True, "removedImages": 2, "keptTruncated": 3}
     assert reduced["metadata"]["ownerReferences"] == body["metadata"]["ownerReferences"]
     assert observed.task_view(reduced) == observed.task_view(body)

@@ -93,12 +93,17 @@ def node_essentials(node: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+_PER_IMAGE_LISTS = ("results", "kept")
+
+
 def task_essentials(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What the operator reads of a task: its report's per-image results can be long."""
+    """What the operator reads of a task: its report's per-image lists (results, kept)
+    can be tens of KB, and the operator reads neither."""
     metadata = _mapping(body.get("metadata"))
     status = dict(_mapping(body.get("status")))
     if "report" in status:
-        status["report"] = {k: v for k, v in _mapping(status["report"]).items() if k != "results"}
+        report = _mapping(status["report"])
+        status["report"] = {k: v for k, v in report.items() if k not in _PER_IMAGE_LISTS}
     return {
         "metadata": {
             "name": metadata.get("name"),
