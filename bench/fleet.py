@@ -301,6 +301,10 @@ async def duplicates(fleet: Fleet, case: str, *, twice: bool) -> dict[str, Any]:
             "status", lambda: fleet.completed(case)
         )
     result["tasks_created"] = fleet.agents.created - created
+    if twice:  # the second stood by behind the Lease: it should have written nothing
+        result["second_stood_by"] = any(
+            "standby:" in line for line in fleet.operators[-1].log_lines()
+        )
     return result
 
 
