@@ -344,6 +344,7 @@ def test_operator_and_agent_work_as_the_charts_service_accounts(
             "-m",
             "imageprune.cluster.main",
             f"--kubeconfig={operator_login}",
+            f"--lease-namespace={NAMESPACE}",  # out of a pod it would default to default
             "--interval=1",
             "--log-format=json",
         ],

@@ -26,7 +26,7 @@ from imageprune.cluster import election
 from imageprune.kube import resources
 from imageprune.kube.client import Client as KubeClient
 from imageprune.kube.config import Target
-from imageprune.kube.errors import ApiError, KubeError
+from imageprune.kube.errors import ApiError, ConfigError, KubeError
 
 EXIT_LOST = 1
 _log = logging.getLogger("imageprune.cluster.leader")
@@ -82,6 +82,9 @@ class Elector:
                     ours = await self._attempt()
             except TimeoutError:
                 ours = False
+            except ConfigError as error:  # a credential plugin failing now and then
+                _log.warning("cannot renew the %s: %s", self._where, error)
+                ours = False
             if ours:
                 renewed = time.monotonic()
             elif time.monotonic() - renewed >= self._settings.renew_deadline:
@@ -101,7 +104,8 @@ class Elector:
             _log.warning("could not release the %s: %s", self._where, error)
 
     async def _attempt(self) -> bool:
-        """One read and, if the lease is ours to take or renew, one write: True if it is ours."""
+        """One read and, if the lease is ours to take or renew, one write: True if it is ours.
+        Raises ConfigError when the credentials fail (retrying will not help)."""
         settings = self._settings
         try:
             lease = await self._client.get(
@@ -112,6 +116,8 @@ class Elector:
                 _log.warning("cannot read the %s: %s", self._where, error)
                 return False
             lease = None
+        except ConfigError:
+            raise
         except KubeError as error:
             _log.warning("cannot read the %s: %s", self._where, error)
             return False
@@ -141,6 +147,8 @@ class Elector:
             if error.status != 409:  # 409: another candidate wrote first; read again
                 _log.warning("cannot write the %s: %s", self._where, error)
             return False
+        except ConfigError:
+            raise
         except KubeError as error:
             _log.warning("cannot write the %s: %s", self._where, error)
             return False
@@ -179,10 +187,12 @@ class Leadership:
         self._stop = asyncio.Event()
         self._decided = threading.Event()
         self._leading = False
+        self.failure: ConfigError | None = None  # the credentials failed while standing by
         self._thread = threading.Thread(target=self._main, name="leader-election", daemon=True)
 
     def acquire(self) -> bool:
-        """True once we lead; False if `stop` was called while we stood by."""
+        """True once we lead; False if `stop` was called while we stood by, or if the
+        credentials failed (`failure`)."""
         self._thread.start()
         self._decided.wait()
         return self._leading
@@ -208,7 +218,11 @@ class Leadership:
         client = KubeClient(self._target, timeout=self._settings.renew_deadline)
         elector = Elector(client, self._settings, self.me)
         try:
-            self._leading = await elector.acquire(self._stop)
+            try:
+                self._leading = await elector.acquire(self._stop)
+            except ConfigError as error:
+                self.failure = error
+                return
             self._decided.set()
             if not self._leading:
                 return

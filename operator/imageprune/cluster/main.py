@@ -230,7 +230,10 @@ def _operate(
         )
         try:
             if not _stand_by(leadership, args.health_port):
-                return 0  # stopped while standing by
+                if leadership.failure is None:
+                    return 0  # stopped while standing by
+                print(f"{_PROG}: error: cannot log in: {leadership.failure}", file=sys.stderr)
+                return EXIT_FAILED
         except OSError as error:
             print(f"{_PROG}: error: --health-port {args.health_port}: {error}", file=sys.stderr)
             return EXIT_USAGE
