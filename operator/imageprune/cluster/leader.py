@@ -53,6 +53,8 @@ class Elector:
         self._observer = election.Observer()
         self._record: election.Record | None = None
         self._leader_seen: str | None = None
+        # When the last successful write began: the lease runs from no later than that.
+        self._renewed = 0.0
 
     @property
     def _where(self) -> str:
@@ -61,7 +63,9 @@ class Elector:
     async def acquire(self, stop: asyncio.Event) -> bool:
         """True once we lead; False if `stop` is set first."""
         while not stop.is_set():
+            started = time.monotonic()
             if await self._attempt():
+                self._renewed = started
                 _log.info("leading (%s, as %s)", self._where, self.me)
                 return True
             with contextlib.suppress(TimeoutError):
@@ -70,13 +74,14 @@ class Elector:
 
     async def keep(self, stop: asyncio.Event) -> None:
         """Renew every retry period until `stop`; raise Lost past the renew deadline."""
-        renewed = time.monotonic()
+        renewed = self._renewed
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._settings.retry)
             if stop.is_set():
                 return
-            left = renewed + self._settings.renew_deadline - time.monotonic()
+            started = time.monotonic()
+            left = renewed + self._settings.renew_deadline - started
             try:
                 async with asyncio.timeout(max(left, 0.0)):
                     ours = await self._attempt()
@@ -86,7 +91,9 @@ class Elector:
                 _log.warning("cannot renew the %s: %s", self._where, error)
                 ours = False
             if ours:
-                renewed = time.monotonic()
+                # From the try's start, not its answer: a slow answer must not stretch
+                # the deadline past the moment a standby may take over.
+                renewed = started
             elif time.monotonic() - renewed >= self._settings.renew_deadline:
                 raise Lost(
                     f"could not renew the {self._where} for {self._settings.renew_deadline:g}s"
