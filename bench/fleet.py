@@ -14,7 +14,8 @@ writes the Node objects and plays the agents. At each size, on a fresh control p
   every task exists (its start-up plus a fan-out, next to the warm fan-out alone).
 At --extras-size (5,000) also: waves (maxConcurrentNodes 25%, 1% of nodes failing
 within a 5% failure budget) until the run completes; relabelling 1,000 nodes out of the
-selector; a restart mid-fan-out; two operators at once (duplicates, 409s, requests).
+selector; a restart mid-fan-out; two operators at once (the second should stand by behind
+the leader's Lease: duplicates, 409s, requests, lease renewals included).
 A share of nodes (--unable, 1%) is NotReady and as many have no agent pod (issue 13:
 they are skipped; the operator watches the agent pods).
 
@@ -311,6 +312,10 @@ async def duplicates(fleet: Fleet, case: str, *, twice: bool) -> dict[str, Any]:
             "status", lambda: fleet.completed(case)
         )
     result["tasks_created"] = fleet.agents.created - created
+    if twice:  # the second stood by behind the Lease: it should have written nothing
+        result["second_stood_by"] = any(
+            "standby:" in line for line in fleet.operators[-1].log_lines()
+        )
     return result
 
 

@@ -168,7 +168,11 @@ def cluster(
             nodes[name] = Node(name, runtime, agent, ids)
         operator = stack.enter_context(
             cluster_kit.operator(
-                plane, workdir, interval=1.0, kubeconfig=_login(plane, "imageprune-operator")
+                plane,
+                workdir,
+                interval=1.0,
+                kubeconfig=_login(plane, "imageprune-operator"),
+                extra_args=[f"--lease-namespace={NAMESPACE}"],  # the chart's Role allows it
             )
         )
         yield Cluster(plane, nodes, operator, workdir)

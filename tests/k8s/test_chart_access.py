@@ -48,6 +48,9 @@ OPERATOR_MAY = [
     ("create", "events", NAMESPACE),
     ("list", "pods", NAMESPACE),
     ("watch", "pods", NAMESPACE),
+    ("get", "leases", NAMESPACE),
+    ("create", "leases", NAMESPACE),
+    ("patch", "leases", NAMESPACE),
 ]
 OPERATOR_MAY_NOT = [
     ("patch", "imageprunetasks/status", ""),
@@ -72,6 +75,9 @@ OPERATOR_MAY_NOT = [
     ("patch", "customresourcedefinitions", ""),
     ("create", "events", "kube-system"),
     ("create", "serviceaccounts/token", NAMESPACE),
+    ("delete", "leases", NAMESPACE),
+    ("get", "leases", "kube-system"),  # kube-controller-manager's, the scheduler's
+    ("patch", "leases", "kube-node-lease"),  # the nodes' heartbeats
 ]
 AGENT_MAY = [
     ("get", "imageprunetasks", ""),
@@ -97,6 +103,7 @@ AGENT_MAY_NOT = [
     ("create", "clusterrolebindings", ""),
     ("create", "events", NAMESPACE),
     ("list", "customresourcedefinitions", ""),
+    ("get", "leases", NAMESPACE),
 ]
 
 
@@ -337,6 +344,7 @@ def test_operator_and_agent_work_as_the_charts_service_accounts(
             "-m",
             "imageprune.cluster.main",
             f"--kubeconfig={operator_login}",
+            f"--lease-namespace={NAMESPACE}",  # out of a pod it would default to default
             "--interval=1",
             "--log-format=json",
         ],

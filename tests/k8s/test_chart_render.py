@@ -98,9 +98,13 @@ def test_wrong_type_fails_naming_the_field(helm: chart.Helm) -> None:
 def test_operator_deployment_defaults(helm: chart.Helm) -> None:
     objects = helm.template()
     deployment = find(objects, "Deployment")
-    # Recreate with one replica: kopf's peering is not leader election.
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+    # Two replicas, one leading through the Lease: a rolling update's new pod stands by
+    # until the old one releases it.
+    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
     pod = pod_spec(objects, "Deployment")
     assert pod["securityContext"]["runAsNonRoot"] is True
     (container,) = pod["containers"]
@@ -108,6 +112,7 @@ def test_operator_deployment_defaults(helm: chart.Helm) -> None:
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert container["readinessProbe"]["httpGet"]["port"] == "health"
     assert set(container["resources"]) == {"requests", "limits"}
+    assert "--lease-namespace=imageprune" in container["args"]
     assert container["image"] == f"imageprune:{_app_version(helm)}"
     assert container["imagePullPolicy"] == "IfNotPresent"
     assert container["args"][0] == "operator"
@@ -204,6 +209,9 @@ def test_rbac_is_exactly_the_documented_rules(helm: chart.Helm) -> None:
         ("ops", "imageprune-operator-events"): events,
         ("default", "imageprune-agent-events"): events,
         ("ops", "imageprune-operator-agent-pods"): [_rule("", "pods", "list watch")],
+        ("ops", "imageprune-operator-leader"): [
+            _rule("coordination.k8s.io", "leases", "get create patch")
+        ],
     }
 
 

@@ -93,7 +93,10 @@ def test_without_deletecollection_a_deleted_policy_s_tasks_go_one_by_one(
     for name in ("old-rbac-0", "old-rbac-1"):
         cluster.create_node(plane, name, {"test": "old-rbac"})
     try:
-        with cluster.operator(plane, tmp_path, kubeconfig=kubeconfig) as operator:
+        # An old chart's rules have no leases either: one operator, no election.
+        with cluster.operator(
+            plane, tmp_path, kubeconfig=kubeconfig, extra_args=["--no-leader-election"]
+        ) as operator:
             cluster.apply(
                 plane,
                 cluster.policy(

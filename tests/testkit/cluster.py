@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -259,6 +261,15 @@ class OperatorProcess:
 
     def alive(self) -> bool:
         return not self._process.exited()
+
+    def exit_code(self) -> int | None:
+        """None while it runs."""
+        return self._process.popen.poll()
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, nothing released on the way out."""
+        os.killpg(self._process.popen.pid, signal.SIGKILL)
+        self._process.popen.wait()
 
     def stop(self) -> None:
         self._process.stop()

@@ -95,7 +95,16 @@ def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert main.main(["--help"]) == 0
     out = capsys.readouterr().out
     assert "--kubeconfig" in out
-    assert "Recreate" in out
+    assert "--no-leader-election" in out
+    assert "Lease" in out
+
+
+def test_a_lease_that_outlives_no_renew_deadline_is_refused(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A leader must give up before its lease can expire, or two would write."""
+    assert main.main(["--lease-duration=10", "--renew-deadline=10"]) == 2
+    assert "--lease-duration must exceed --renew-deadline" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -8,20 +8,23 @@ import argparse
 import asyncio
 import logging
 import re
+import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import kopf
 
-from imageprune.cluster import handlers, metrics
+from imageprune.cluster import handlers, leader, metrics
 from imageprune.kube import auth
 from imageprune.kube import config as kube_config
 from imageprune.kube.errors import ConfigError
 
 EXIT_FAILED, EXIT_USAGE = 1, 2
 _PROG = "imageprune operator"
+SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
 
 def _port(text: str) -> int:
@@ -50,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Turn ImagePrunePolicies into ImagePruneTasks for the node agents,"
         " roll runs out in waves and report results in the policy status."
         " Cluster-scoped: it watches policies, tasks and nodes in the whole cluster."
-        " Run one replica (Deployment strategy Recreate).",
+        " Replicas elect a leader through a Lease; the others stand by.",
     )
     parser.add_argument(
         "--kubeconfig",
@@ -89,7 +92,62 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE,...",
         help="the labels of the agent pods, e.g. app.kubernetes.io/component=agent",
     )
+    election = parser.add_argument_group("leader election (a coordination.k8s.io Lease)")
+    election.add_argument(
+        "--leader-election",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="take the Lease before acting, stand by while another replica holds it "
+        "(default: on; --no-leader-election for a single operator run by hand)",
+    )
+    election.add_argument(
+        "--lease-namespace",
+        metavar="NAMESPACE",
+        help="the Lease's namespace (default: the pod's own, else default)",
+    )
+    election.add_argument(
+        "--lease-name", default=leader.Settings.name, help="(default %(default)s)"
+    )
+    election.add_argument(
+        "--lease-duration",
+        type=_interval,
+        default=leader.Settings.duration,
+        help="seconds a standby waits for a silent leader before taking over (default %(default)s)",
+    )
+    election.add_argument(
+        "--renew-deadline",
+        type=_interval,
+        default=leader.Settings.renew_deadline,
+        help="seconds a leader may fail to renew before it exits (default %(default)s)",
+    )
+    election.add_argument(
+        "--retry-period",
+        type=_interval,
+        default=leader.Settings.retry,
+        help="seconds between two tries to take or renew (default %(default)s)",
+    )
     return parser
+
+
+def _lease_settings(args: argparse.Namespace) -> leader.Settings:
+    if not args.lease_duration > args.renew_deadline > args.retry_period:
+        raise argparse.ArgumentTypeError(
+            "--lease-duration must exceed --renew-deadline, which must exceed --retry-period"
+        )
+    return leader.Settings(
+        namespace=args.lease_namespace or _own_namespace(),
+        name=args.lease_name,
+        duration=max(1, round(args.lease_duration)),
+        renew_deadline=args.renew_deadline,
+        retry=args.retry_period,
+    )
+
+
+def _own_namespace() -> str:
+    try:
+        return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
+    except OSError:
+        return "default"
 
 
 def _labels(text: str) -> dict[str, str]:
@@ -103,14 +161,29 @@ def _labels(text: str) -> dict[str, str]:
     return labels
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _parse(
+    argv: Sequence[str] | None,
+) -> tuple[argparse.Namespace, leader.Settings | None] | int:
+    """The arguments and the lease settings (None: no election), or the exit code."""
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
         if (args.agent_namespace is None) != (args.agent_selector is None):
             parser.error("--agent-namespace and --agent-selector go together")
+        return args, _lease_settings(args) if args.leader_election else None
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
+    except argparse.ArgumentTypeError as error:
+        parser.print_usage(sys.stderr)
+        print(f"{_PROG}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parsed = _parse(argv)
+    if isinstance(parsed, int):
+        return parsed
+    args, lease = parsed
     try:
         target = kube_config.load(args.kubeconfig, context=args.context)
         # Fail now with the reason, rather than kopf retrying a broken login for ever.
@@ -122,6 +195,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_format=kopf.LogFormat.JSON if args.log_format == "json" else kopf.LogFormat.FULL
     )
     logging.getLogger("kopf.objects").addFilter(_quiet_successes)
+    return _operate(args, target, lease)
+
+
+def _operate(
+    args: argparse.Namespace, target: kube_config.Target, lease: leader.Settings | None
+) -> int:
+    """Handlers, metrics, the lead (if elected), then kopf until it stops."""
     registry = kopf.OperatorRegistry()
     agents = (
         handlers.AgentSelector(args.agent_namespace, args.agent_selector)
@@ -142,6 +222,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         except OSError as error:
             print(f"{_PROG}: error: --metrics-port {args.metrics_port}: {error}", file=sys.stderr)
             return EXIT_USAGE
+    leadership = None
+    if lease is not None:
+        # Its own login: the elector runs on a thread of its own, beside kopf's loop.
+        leadership = leader.Leadership(
+            kube_config.load(args.kubeconfig, context=args.context), lease
+        )
+        try:
+            if not _stand_by(leadership, args.health_port):
+                if leadership.failure is None:
+                    return 0  # stopped while standing by
+                print(f"{_PROG}: error: cannot log in: {leadership.failure}", file=sys.stderr)
+                return EXIT_FAILED
+        except OSError as error:
+            print(f"{_PROG}: error: --health-port {args.health_port}: {error}", file=sys.stderr)
+            return EXIT_USAGE
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     logging.getLogger(__name__).info("imageprune operator starting")
     try:
@@ -158,10 +253,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         # kopf's failed login activity (or, without credentials, its API calls):
         # the cause is the plugin's failure, said below.
+    finally:
+        if leadership is not None:
+            leadership.resign()  # kopf has stopped: the standby may take over now
     if failures:
         print(f"{_PROG}: error: cannot log in: {failures[-1]}", file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def _stand_by(leadership: leader.Leadership, health_port: int) -> bool:
+    """Wait for the lead, /healthz answering meanwhile; SIGTERM or SIGINT ends the wait
+    (False). kopf installs its own handlers once it runs."""
+    handlers_before = {
+        sig: signal.signal(sig, lambda *_: leadership.stop())
+        for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        with leader.healthy(health_port):
+            return leadership.acquire()
+    finally:
+        for sig, handler in handlers_before.items():
+            signal.signal(sig, handler)
 
 
 _ROUTINE = re.compile(r"(Timer|Handler) '[^']*' succeeded\.")

@@ -58,8 +58,9 @@ class Client:
         """Obtain the credential once (an exec plugin runs), failing early if it cannot."""
         await self.transport.credential.identity()
 
-    async def get(self, res: Resource, name: str) -> JsonObject:
-        return dict(await self._call(f"GET {name}", self._api.get(res, name)))
+    async def get(self, res: Resource, name: str, *, namespace: str | None = None) -> JsonObject:
+        call = self._api.get(res, name, namespace=namespace)
+        return dict(await self._call(f"GET {name}", call))
 
     async def list(
         self,
@@ -91,10 +92,17 @@ class Client:
         return dict(await self._call(f"POST {_plural(type(obj))}", self._api.create(obj)))
 
     async def merge_patch(
-        self, res: Resource, name: str, patch: Mapping[str, object]
+        self,
+        res: Resource,
+        name: str,
+        patch: Mapping[str, object],
+        *,
+        namespace: str | None = None,
     ) -> JsonObject:
         """A JSON merge patch (RFC 7386): null deletes a field, lists are replaced whole."""
-        call = self._api.patch(res, name, dict(patch), patch_type=PatchType.MERGE)
+        call = self._api.patch(
+            res, name, dict(patch), namespace=namespace, patch_type=PatchType.MERGE
+        )
         return dict(await self._call(f"PATCH {_plural(res)}/{name}", call))
 
     async def delete(self, res: Resource, name: str) -> None:

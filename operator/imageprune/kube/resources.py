@@ -12,3 +12,5 @@ Policy = create_global_resource(names.GROUP, names.VERSION, names.POLICY_KIND, n
 Event = create_namespaced_resource("", "v1", "Event", "events")
 Pod = create_namespaced_resource("", "v1", "Pod", "pods")  # the operator reads agent pods
 Node = create_global_resource("", "v1", "Node", "nodes")  # the operator indexes their labels
+# The operator's leader election (cluster/leader.py).
+Lease = create_namespaced_resource("coordination.k8s.io", "v1", "Lease", "leases")
