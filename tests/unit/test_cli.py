@@ -14,6 +14,7 @@ import pytest
 import imageprune
 from imageprune.cli import flags
 from imageprune.cli import main as cli
+from imageprune.node import executor
 
 pytestmark = pytest.mark.unit
 
@@ -135,6 +136,20 @@ def test_help_describes_the_lock_the_limits_and_every_exit_code(
         assert words in out
     for code, text in cli.EXIT_CODES.items():
         assert f"{int(code)} {' '.join(text.split())}" in out
+
+
+def test_concurrency_defaults_to_the_executors_width_and_a_given_value_wins(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = cli.build_parser()
+    assert parser.parse_args(["prune"]).concurrency is None  # executor.default_width
+    assert parser.parse_args(["prune", "--concurrency", "7"]).concurrency == 7
+    with pytest.raises(SystemExit):
+        cli.main(["prune", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    # The help states the rule in words; these are the constants it names.
+    assert (executor.GC_ROUNDS, executor.MIN_WIDTH) == (4, 64)
+    assert "default: a quarter of the images to remove, at least 64" in out
 
 
 @pytest.mark.parametrize("flag", ["--runtime-endpoint", "--timeout", "--state-dir"])

@@ -171,11 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--concurrency",
         type=flags.int_in_range(1, 1024),
-        default=64,
         metavar="N",
-        help="removals in flight at once (default: 64). containerd batches its garbage "
-        "collection across concurrent removals, so more is faster; fewer leaves more "
-        "room for kubelet's own calls on a busy node",
+        help="removals in flight at once (default: a quarter of the images to remove, "
+        "at least 64). containerd runs a garbage collection per batch of concurrent "
+        "removals, so more is faster; fewer leaves more room for kubelet's own calls "
+        "on a busy node",
     )
     prune.add_argument(
         "--lock-timeout",

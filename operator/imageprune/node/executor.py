@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
+import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -87,21 +88,37 @@ class Report:
 
 Progress = Callable[[Result], None]
 
+# The default width: at least MIN_WIDTH removals in flight, and enough that a run
+# needs at most GC_ROUNDS rounds of them (docs/benchmarks.md, "the default width").
+# containerd runs a synchronous garbage collection per removal and concurrent
+# removals share one, so a fixed width makes collections grow with the node (each
+# slower on a larger store), while one collection for everything makes a kubelet call
+# that arrives during it wait for the whole prune.
+MIN_WIDTH = 64
+GC_ROUNDS = 4
+
+
+def default_width(candidates: int) -> int:
+    """Removals in flight when the user chose no width, for `candidates` images."""
+    return max(MIN_WIDTH, math.ceil(candidates / GC_ROUNDS))
+
 
 async def execute(
     runtime: Runtime,
     images: Sequence[types.Image],
     *,
     dry_run: bool,
-    concurrency: int = 64,
+    concurrency: int | None = None,
     on_result: Progress | None = None,
     stop: asyncio.Event | None = None,
 ) -> Report:
     """Remove `images` (already judged removable), in order, at most `concurrency`
-    at a time. Errors are collected, never raised: one bad image must not stop the
-    rest, but a runtime that stops answering stops the run. Setting `stop` (e.g. on
-    Ctrl-C) sends no further removal; those in flight finish. A dry run removes
-    nothing and lists nothing."""
+    at a time (None: default_width of them). Errors are collected, never raised: one
+    bad image must not stop the rest, but a runtime that stops answering stops the
+    run. Setting `stop` (e.g. on Ctrl-C) sends no further removal; those in flight
+    finish. A dry run removes nothing and lists nothing."""
+    if concurrency is None:
+        concurrency = default_width(len(images))
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
     if dry_run:
