@@ -170,11 +170,12 @@ def test_global_flags_work_after_the_command_too(flag: str) -> None:
 
 def test_a_prune_without_a_policy_file_does_not_load_the_policy_api() -> None:
     # Start-up is most of a small prune's time (docs/benchmarks.md): what only
-    # --policy needs (the operator's policy parser, zoneinfo) is imported on demand.
+    # --policy needs (the operator's policy parser, zoneinfo, PyYAML) is imported on
+    # demand.
     script = (
         "import sys; from imageprune.cli import main, commands; "
         "main.build_parser(); print(sorted(m for m in sys.modules "
-        "if m in ('imageprune.api.policy', 'zoneinfo')))"
+        "if m in ('imageprune.api.policy', 'zoneinfo', 'yaml')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
