@@ -121,14 +121,14 @@ async def test_progress_sees_every_result() -> None:
 
 @pytest.mark.parametrize(
     ("candidates", "width"),
-    [(0, 64), (1, 64), (256, 64), (257, 65), (500, 125), (2_000, 500), (5_000, 1_250)],
+    [(0, 64), (1, 64), (500, 64), (512, 64), (513, 65), (2_000, 250), (5_000, 625)],
 )
-def test_default_width_is_64_or_a_quarter_of_the_candidates(candidates: int, width: int) -> None:
-    # At most four rounds of removals (so four garbage collections) however big the node.
+def test_default_width_is_64_or_an_eighth_of_the_candidates(candidates: int, width: int) -> None:
+    # At most eight rounds of removals (so of garbage collections) however big the node.
     assert executor.default_width(candidates) == width
 
 
-@pytest.mark.parametrize(("count", "width"), [(100, 64), (300, 75)])
+@pytest.mark.parametrize(("count", "width"), [(100, 64), (600, 75)])
 async def test_concurrency_is_the_default_width_unless_given(count: int, width: int) -> None:
     images = _images(*range(1, count + 1))
     runtime = FakeRuntime(images)

@@ -172,10 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency",
         type=flags.int_in_range(1, 1024),
         metavar="N",
-        help="removals in flight at once (default: a quarter of the images to remove, "
+        help="removals in flight at once (default: an eighth of the images to remove, "
         "at least 64). containerd runs a garbage collection per batch of concurrent "
-        "removals, so more is faster; fewer leaves more room for kubelet's own calls "
-        "on a busy node",
+        "removals, and kubelet's container creation waits for it: fewer keeps those "
+        "waits short; more needs fewer collections on a large node",
     )
     prune.add_argument(
         "--lock-timeout",

@@ -93,9 +93,10 @@ Progress = Callable[[Result], None]
 # containerd runs a synchronous garbage collection per removal and concurrent
 # removals share one, so a fixed width makes collections grow with the node (each
 # slower on a larger store), while one collection for everything makes a kubelet call
-# that arrives during it wait for the whole prune.
+# that arrives during it wait for the whole prune. On 500 images 64 beat 125 to 256
+# on both counts, so the width grows only past 8 x 64 candidates.
 MIN_WIDTH = 64
-GC_ROUNDS = 4
+GC_ROUNDS = 8
 
 
 def default_width(candidates: int) -> int:
