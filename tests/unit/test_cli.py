@@ -148,8 +148,8 @@ def test_concurrency_defaults_to_the_executors_width_and_a_given_value_wins(
         cli.main(["prune", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     # The help states the rule in words; these are the constants it names.
-    assert (executor.GC_ROUNDS, executor.MIN_WIDTH) == (8, 64)
-    assert "default: an eighth of the images to remove, at least 64" in out
+    assert (executor.SMALL_WIDTH, executor.ALL_AT_ONCE_FROM) == (64, 2_000)
+    assert "default: 64, and all at once from 2,000 images to remove" in out
 
 
 @pytest.mark.parametrize("flag", ["--runtime-endpoint", "--timeout", "--state-dir"])

@@ -172,10 +172,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency",
         type=flags.int_in_range(1, 1024),
         metavar="N",
-        help="removals in flight at once (default: an eighth of the images to remove, "
-        "at least 64). containerd runs a garbage collection per batch of concurrent "
-        "removals, and kubelet's container creation waits for it: fewer keeps those "
-        "waits short; more needs fewer collections on a large node",
+        help="removals in flight at once (default: 64, and all at once from 2,000 "
+        "images to remove). containerd runs a garbage collection per batch of "
+        "concurrent removals, and kubelet's container creation waits for it: measured "
+        "on 500 images, 64 kept those waits short; on 2,000, all at once was faster and "
+        "kinder to kubelet than any window",
     )
     prune.add_argument(
         "--lock-timeout",

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import enum
-import math
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -88,20 +87,20 @@ class Report:
 
 Progress = Callable[[Result], None]
 
-# The default width: at least MIN_WIDTH removals in flight, and enough that a run
-# needs at most GC_ROUNDS rounds of them (docs/benchmarks.md, "the default width").
-# containerd runs a synchronous garbage collection per removal and concurrent
-# removals share one, so a fixed width makes collections grow with the node (each
-# slower on a larger store), while one collection for everything makes a kubelet call
-# that arrives during it wait for the whole prune. On 500 images 64 beat 125 to 256
-# on both counts, so the width grows only past 8 x 64 candidates.
-MIN_WIDTH = 64
-GC_ROUNDS = 8
+# The default width, from bench/node_width.py (docs/benchmarks.md, "the default
+# width"). containerd removes an image's last reference with a synchronous garbage
+# collection that concurrent removals share and kubelet's container creation waits
+# for. On 500 images a window of 64 kept kubelet's CreateContainer p99 5x below
+# crictl's (which removes all at once) and widths 125 to 256 were slower than 64 on
+# both counts; on 2,000 images all at once was the fastest and the kindest to kubelet,
+# while 64 took 2x crictl's time and 250 or 500 made kubelet wait longer.
+SMALL_WIDTH = 64
+ALL_AT_ONCE_FROM = 2_000
 
 
 def default_width(candidates: int) -> int:
     """Removals in flight when the user chose no width, for `candidates` images."""
-    return max(MIN_WIDTH, math.ceil(candidates / GC_ROUNDS))
+    return candidates if candidates >= ALL_AT_ONCE_FROM else SMALL_WIDTH
 
 
 async def execute(
