@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from imageprune.node import service, statelock, usage
+from imageprune.node import executor, service, statelock, usage
 from imageprune.policy import selection as policy_selection
 from imageprune_cri import CriClient
 from testkit import binaries, oci
@@ -65,9 +65,21 @@ def time_crictl(node: Node) -> float:
     return time_command([*crictl(), "--runtime-endpoint", node.endpoint, "rmi", "--prune"])
 
 
-async def agent_prune(node: Node, width: int, images: int) -> float:
+def parse_widths(text: str) -> list[int | None]:
+    """--widths: comma-separated numbers, 0 for unbounded (all at once, as crictl
+    does), `default` for the agent's own choice (executor.default_width)."""
+    return [None if w.strip() == "default" else int(w) for w in text.split(",")]
+
+
+def width_name(width: int | None, images: int) -> str:
+    if width is None:
+        return f"agent, default width ({executor.default_width(images)})"
+    return f"agent, width {width or 'unbounded'}"
+
+
+async def agent_prune(node: Node, width: int | None, images: int) -> float:
     """Seconds for one enforcing run over every unused image, `width` removals in
-    flight (0: all at once, as crictl does), called as the agent's runner calls it
+    flight (parse_widths), called as the agent's runner calls it
     (service.prune: observe, plan, re-check, remove). The client is connected before
     the clock starts, as the long-lived agent's is."""
     selection = policy_selection.selection_from_spec({}, unused_for_default=None)
@@ -82,7 +94,7 @@ async def agent_prune(node: Node, width: int, images: int) -> float:
                 store=usage.UsageStore(state / "usage.json"),
                 now=datetime.datetime.now(datetime.UTC),
                 dry_run=False,
-                concurrency=width or max(images, 1),
+                concurrency=None if width is None else width or max(images, 1),
                 lock=statelock.StateLock(state),
             )
             elapsed = time.perf_counter() - start

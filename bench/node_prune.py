@@ -7,7 +7,8 @@ the (shared) machine hits all of them. Prints the median per contender and its r
 to crictl (goal: <= 1.0 at 500 images). Needs root and the binaries from
 hack/testbin.sh.
 
-    python bench/node_prune.py [--images 100,500,2000,5000] [--rounds 3] [--flavour 2.x]
+    python bench/node_prune.py [--images 100,500,2000,5000] [--widths default,64,0]
+        [--rounds 3] [--flavour 2.x]
 """
 
 from __future__ import annotations
@@ -19,22 +20,23 @@ from collections.abc import Callable
 
 import _node
 
-from imageprune.agent.runner import Settings
 
-
-def contenders(widths: list[int]) -> dict[str, Callable[[_node.Node, int], float]]:
+def contenders(
+    widths: list[int | None], count: int
+) -> dict[str, Callable[[_node.Node, int], float]]:
     """name -> (fresh node, image count) -> seconds."""
     timed: dict[str, Callable[[_node.Node, int], float]] = {
         "crictl rmi --prune": lambda node, _count: _node.time_crictl(node)
     }
     for width in widths:
-        name = f"agent, width {width or 'unbounded'}"
-        timed[name] = lambda node, count, w=width: asyncio.run(_node.agent_prune(node, w, count))
+        timed[_node.width_name(width, count)] = lambda node, count, w=width: asyncio.run(
+            _node.agent_prune(node, w, count)
+        )
     return timed
 
 
-def bench_size(flavour: str, count: int, rounds: int, widths: list[int]) -> dict[str, float]:
-    timed = contenders(widths)
+def bench_size(flavour: str, count: int, rounds: int, widths: list[int | None]) -> dict[str, float]:
+    timed = contenders(widths, count)
     times: dict[str, list[float]] = {name: [] for name in timed}
     for r, name in _node.alternating(list(timed), rounds):
         node = _node.fresh_node(flavour, count)
@@ -52,21 +54,22 @@ def main() -> None:
     parser.add_argument("--images", default="500", help="comma-separated sizes")
     parser.add_argument(
         "--widths",
-        default=f"{Settings.concurrency},0",
-        help="comma-separated removal widths for the agent (0: unbounded, like crictl)",
+        default="default,64,0",
+        help="comma-separated removal widths for the agent (0: unbounded, like crictl; "
+        "default: the agent's own choice for the node's size)",
     )
     _node.add_flags(parser, rounds=3, smoke="5 images, 1 round")
     args = parser.parse_args()
     sizes = [5] if args.smoke else [int(s) for s in args.images.split(",")]
     rounds = 1 if args.smoke else args.rounds
-    widths = [int(w) for w in args.widths.split(",")]
+    widths = _node.parse_widths(args.widths)
     print(f"agent prune vs crictl, containerd {args.flavour}, median of {rounds} rounds")
     table = {count: bench_size(args.flavour, count, rounds, widths) for count in sizes}
     for count, medians in table.items():
         peer = medians["crictl rmi --prune"]
         for name, median in medians.items():
             ratio = "" if name.startswith("crictl") else f"  ratio to crictl {median / peer:.2f}"
-            print(f"{count:>6} images  {name:<28} median {median:.2f}s{ratio}")
+            print(f"{count:>6} images  {name:<34} median {median:.2f}s{ratio}")
     print("goal: agent ratio <= 1.0 at 500 images")
 
 

@@ -9,7 +9,7 @@ unbounded, every removal at once), `crictl rmi --prune`, and the same calls on a
 idle node. Each contender gets a fresh containerd; contenders alternate order between
 rounds. Needs root and the binaries from hack/testbin.sh.
 
-    python bench/node_width.py [--images 500] [--widths 1,16,64,0] [--rounds 2] [--flavour 2.x]
+    python bench/node_width.py [--images 500] [--widths 1,16,64,default,0] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -122,14 +122,14 @@ def measure(
 
 
 def contenders(
-    widths: list[int], count: int, idle: float
+    widths: list[int | None], count: int, idle: float
 ) -> dict[str, Callable[[_node.Node], object] | float]:
     timed: dict[str, Callable[[_node.Node], object] | float] = {
         "idle node (no prune)": idle,
         "crictl rmi --prune": _node.time_crictl,
     }
     for width in widths:
-        timed[f"agent, width {width or 'unbounded'}"] = lambda node, w=width: asyncio.run(
+        timed[_node.width_name(width, count)] = lambda node, w=width: asyncio.run(
             _node.agent_prune(node, w, count)
         )
     return timed
@@ -138,14 +138,16 @@ def contenders(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=500)
-    parser.add_argument("--widths", default="1,16,64,0", help="comma-separated; 0: unbounded")
+    parser.add_argument(
+        "--widths",
+        default="1,16,64,default,0",
+        help="comma-separated; 0: unbounded; default: the agent's own choice",
+    )
     _node.add_flags(parser, rounds=2, smoke="5 images, 1 round, unbounded only")
     args = parser.parse_args()
     if args.smoke:
         args.images, args.rounds, args.widths = 5, 1, "0"
-    timed = contenders(
-        [int(w) for w in args.widths.split(",")], args.images, 0.5 if args.smoke else 2.0
-    )
+    timed = contenders(_node.parse_widths(args.widths), args.images, 0.5 if args.smoke else 2.0)
     count, rounds = args.images, args.rounds
     seconds: dict[str, list[float]] = {name: [] for name in timed}
     calls: dict[str, dict[str, list[float]]] = {name: {c: [] for c in CALLS} for name in timed}
@@ -158,7 +160,7 @@ def main() -> None:
             print(f"  round {r + 1} {name}: {took:.2f}s", flush=True)
     print(f"kubelet's calls during a prune of {count} images, containerd {args.flavour}")
     print("(latency in ms, p50 / p99 over every call started during the prune, all rounds)")
-    print(f"{'':<24} {'prune':>7}  " + "  ".join(f"{c:>21}" for c in CALLS))
+    print(f"{'':<30} {'prune':>7}  " + "  ".join(f"{c:>21}" for c in CALLS))
     for name in timed:
         cells = []
         for call in CALLS:
@@ -169,7 +171,7 @@ def main() -> None:
                 if values
                 else f"{'no call':>21}"
             )
-        print(f"{name:<24} {statistics.median(seconds[name]):6.2f}s  " + "  ".join(cells))
+        print(f"{name:<30} {statistics.median(seconds[name]):6.2f}s  " + "  ".join(cells))
 
 
 if __name__ == "__main__":

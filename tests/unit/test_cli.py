@@ -14,6 +14,7 @@ import pytest
 import imageprune
 from imageprune.cli import flags
 from imageprune.cli import main as cli
+from imageprune.node import executor
 
 pytestmark = pytest.mark.unit
 
@@ -137,6 +138,20 @@ def test_help_describes_the_lock_the_limits_and_every_exit_code(
         assert f"{int(code)} {' '.join(text.split())}" in out
 
 
+def test_concurrency_defaults_to_the_executors_width_and_a_given_value_wins(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    parser = cli.build_parser()
+    assert parser.parse_args(["prune"]).concurrency is None  # executor.default_width
+    assert parser.parse_args(["prune", "--concurrency", "7"]).concurrency == 7
+    with pytest.raises(SystemExit):
+        cli.main(["prune", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    # The help states the rule in words; these are the constants it names.
+    assert (executor.SMALL_WIDTH, executor.ALL_AT_ONCE_FROM) == (64, 2_000)
+    assert "default: 64, and all at once from 2,000 images to remove" in out
+
+
 @pytest.mark.parametrize("flag", ["--runtime-endpoint", "--timeout", "--state-dir"])
 def test_global_flags_work_after_the_command_too(flag: str) -> None:
     parser = cli.build_parser()
@@ -155,11 +170,12 @@ def test_global_flags_work_after_the_command_too(flag: str) -> None:
 
 def test_a_prune_without_a_policy_file_does_not_load_the_policy_api() -> None:
     # Start-up is most of a small prune's time (docs/benchmarks.md): what only
-    # --policy needs (the operator's policy parser, zoneinfo) is imported on demand.
+    # --policy needs (the operator's policy parser, zoneinfo, PyYAML) is imported on
+    # demand.
     script = (
         "import sys; from imageprune.cli import main, commands; "
         "main.build_parser(); print(sorted(m for m in sys.modules "
-        "if m in ('imageprune.api.policy', 'zoneinfo')))"
+        "if m in ('imageprune.api.policy', 'zoneinfo', 'yaml')))"
     )
     result = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True

@@ -119,11 +119,20 @@ async def test_progress_sees_every_result() -> None:
     assert sorted(r.image.id for r in seen) == sorted(i.id for i in images)
 
 
-async def test_concurrency_is_64_unless_given() -> None:
-    images = _images(*range(1, 101))
+@pytest.mark.parametrize(
+    ("candidates", "width"),
+    [(0, 64), (1, 64), (500, 64), (1_999, 64), (2_000, 2_000), (5_000, 5_000)],
+)
+def test_default_width_is_64_and_all_at_once_on_a_large_node(candidates: int, width: int) -> None:
+    assert executor.default_width(candidates) == width
+
+
+@pytest.mark.parametrize(("count", "width"), [(100, 64), (2_000, 2_000)])
+async def test_concurrency_is_the_default_width_unless_given(count: int, width: int) -> None:
+    images = _images(*range(1, count + 1))
     runtime = FakeRuntime(images)
     await executor.execute(runtime, images, dry_run=False)
-    assert runtime.max_in_flight == 64
+    assert runtime.max_in_flight == width
 
 
 async def test_concurrency_below_one_is_refused() -> None:

@@ -51,7 +51,7 @@ class Settings:
     usage_interval: float = 60.0
     disk_check_interval: float = 60.0
     runtime_timeout: float = 30.0  # the CRI client's deadline per call
-    concurrency: int = 64
+    concurrency: int | None = None  # removals in flight; None: executor.default_width
     # After SIGTERM, how long the current run may go on before it is abandoned.
     shutdown_grace: float = 20.0
     # How long status writes are retried after SIGTERM before giving up.

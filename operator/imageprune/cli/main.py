@@ -171,11 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument(
         "--concurrency",
         type=flags.int_in_range(1, 1024),
-        default=64,
         metavar="N",
-        help="removals in flight at once (default: 64). containerd batches its garbage "
-        "collection across concurrent removals, so more is faster; fewer leaves more "
-        "room for kubelet's own calls on a busy node",
+        help="removals in flight at once (default: 64, and all at once from 2,000 "
+        "images to remove). containerd runs a garbage collection per batch of "
+        "concurrent removals, and kubelet's container creation waits for it: measured "
+        "on 500 images, 64 kept those waits short; on 2,000, all at once was faster and "
+        "kinder to kubelet than any window",
     )
     prune.add_argument(
         "--lock-timeout",

@@ -82,6 +82,7 @@ def plan(
         users=users.index(containers),
         sandbox=references.ReferenceIndex.of((s, s) for s in sandbox_images),
         sandbox_patterns=references.PatternSet(selection.sandbox_images),
+        excludes=references.PatternSet(selection.exclude),
         kept_latest=_kept_latest(images, keep=selection.keep_latest_per_repository),
         usage=usage,
         selection=selection,
@@ -92,7 +93,8 @@ def plan(
     unmatched = {str(p): p for p in selection.exclude}
     for image in images:
         names = references.image_names(image)
-        if unmatched:
+        # Most images match no exclude pattern, which the set tells at a glance.
+        if unmatched and facts.excludes.first_match(names) is not None:
             unmatched = {text: p for text, p in unmatched.items() if not p.matches_names(names)}
         verdict = _first_rule_that_applies(image, names, facts)
         if verdict is None:
@@ -119,6 +121,7 @@ class _Facts:
     users: users.Index
     sandbox: references.ReferenceIndex[str]
     sandbox_patterns: references.PatternSet
+    excludes: references.PatternSet  # the selection's, in its order
     kept_latest: Mapping[str, str]  # image ID -> the repository it is kept in
     usage: Mapping[str, UsageRecord]
     selection: Selection
@@ -202,10 +205,10 @@ def _pinned(image: Image, _names: Sequence[str], _facts: _Facts) -> Verdict | No
 
 
 def _excluded(image: Image, names: Sequence[str], facts: _Facts) -> Verdict | None:
-    for pattern in facts.selection.exclude:
-        if pattern.matches_names(names):
-            return Verdict(image, Reason.EXCLUDED, f"matches exclude pattern {pattern}")
-    return None
+    pattern = facts.excludes.first_match(names)
+    if pattern is None:
+        return None
+    return Verdict(image, Reason.EXCLUDED, f"matches exclude pattern {pattern}")
 
 
 def _not_included(image: Image, names: Sequence[str], facts: _Facts) -> Verdict | None:

@@ -102,14 +102,15 @@ async def prune(
     store: usage.UsageStore,
     now: datetime.datetime,
     dry_run: bool,
-    concurrency: int,
+    concurrency: int | None,
     lock: statelock.StateLock,
     on_plan: Callable[[planner.Plan], None] | None = None,
     on_result: executor.Progress | None = None,
     stop: asyncio.Event | None = None,
 ) -> PruneRun:
     """Observe, then remove what the plan allows (re-checking each image's users
-    right before its removal). `on_plan` hears the plan before any removal.
+    right before its removal), `concurrency` at a time (None: the executor's default
+    width for the plan's size). `on_plan` hears the plan before any removal.
 
     A real run holds `lock` from before it observes until its last removal, so two
     prunes on one node never plan from the same listing (statelock.LockError when it

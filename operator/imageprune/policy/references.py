@@ -373,18 +373,21 @@ def _position(entry: tuple[int, object]) -> int:
     return entry[0]
 
 
-def _keys_of_reference(text: str) -> set[str]:
+# Containers name the same few references on every run, and an image ID (most
+# containers' image_ref) does not parse: _parse caches no failure, so cache here.
+@functools.lru_cache(maxsize=65_536)
+def _keys_of_reference(text: str) -> frozenset[str]:
     if not text:
-        return set()
+        return frozenset()
     keys = {text, _qualified_id(text)}
     try:
         reference = _parse(text)
     except ValueError:
-        return keys
+        return frozenset(keys)
     keys.add(reference.text)
     if reference.digest is not None:
         keys.add(reference.digest)
         keys.add(f"{reference.repository}@{reference.digest}")
     if reference.tag is not None:
         keys.add(f"{reference.repository}:{reference.tag}")
-    return keys
+    return frozenset(keys)

@@ -10,7 +10,7 @@ import difflib
 import enum
 from collections.abc import Mapping, Sequence
 
-from imageprune.policy import durations, manifest_yaml, quantities, references
+from imageprune.policy import durations, quantities, references
 
 API_VERSION = "imageprune.io/v1alpha1"
 KIND = "ImagePrunePolicy"
@@ -171,6 +171,9 @@ def manifest_spec(text: str) -> Mapping[str, object]:
     """The spec of the one ImagePrunePolicy in a YAML manifest (which may hold other
     documents too, as `kubectl apply -f` files do), unparsed: a node reads its
     selection with selection_from_spec, and the cluster fields with the API's parser."""
+    # Only a policy file needs YAML: a CLI prune from flags starts without PyYAML.
+    from imageprune.policy import manifest_yaml  # noqa: PLC0415
+
     try:
         documents = manifest_yaml.load_documents(text)
     except manifest_yaml.YAMLProblem as problem:
