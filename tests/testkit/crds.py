@@ -37,10 +37,23 @@ def installed(plane: ControlPlane) -> Iterator[list[str]]:
             names += plane.apply_crd(path)
         for name in names:
             plane.wait_established(name)
+            _wait_served(plane, name)
         yield names
     finally:
         if names:
             delete(plane, names)
+
+
+def _wait_served(plane: ControlPlane, name: str) -> None:
+    """Established is not yet served: for a moment the apiserver answers 429 "storage is
+    (re)initializing", and a process started then (the operator) spends its start retrying."""
+    plural, group = name.split(".", 1)
+    path = f"/apis/{group}/v1alpha1/{plural}?limit=1"
+    deadline = time.monotonic() + 60
+    while plane.kubectl("get", "--raw", path, check=False).returncode != 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{name} is established but not served after 60s")
+        time.sleep(0.2)
 
 
 def delete(plane: ControlPlane, names: Sequence[str]) -> None:

@@ -55,6 +55,7 @@ class Elector:
         self._leader_seen: str | None = None
         # When the last successful write began: the lease runs from no later than that.
         self._renewed = 0.0
+        self._refused_since: float | None = None  # RBAC has refused the lease since then
 
     @property
     def _where(self) -> str:
@@ -87,7 +88,7 @@ class Elector:
                     ours = await self._attempt()
             except TimeoutError:
                 ours = False
-            except ConfigError as error:  # a credential plugin failing now and then
+            except (ConfigError, Refused) as error:  # a plugin failing, RBAC changed
                 _log.warning("cannot renew the %s: %s", self._where, error)
                 ours = False
             if ours:
@@ -112,13 +113,15 @@ class Elector:
 
     async def _attempt(self) -> bool:
         """One read and, if the lease is ours to take or renew, one write: True if it is ours.
-        Raises ConfigError when the credentials fail (retrying will not help)."""
+        Raises ConfigError when the credentials fail, and Refused when RBAC has refused
+        the lease for a whole lease duration (retrying will not help either)."""
         settings = self._settings
         try:
             lease = await self._client.get(
                 resources.Lease, settings.name, namespace=settings.namespace
             )
         except ApiError as error:
+            self._refused(error)
             if error.status != 404:
                 _log.warning("cannot read the %s: %s", self._where, error)
                 return False
@@ -151,6 +154,7 @@ class Elector:
             else:
                 written = await self._write(spec, record.version)
         except ApiError as error:
+            self._refused(error)
             if error.status != 409:  # 409: another candidate wrote first; read again
                 _log.warning("cannot write the %s: %s", self._where, error)
             return False
@@ -160,7 +164,25 @@ class Elector:
             _log.warning("cannot write the %s: %s", self._where, error)
             return False
         self._record = election.Record.of(written)
+        self._refused_since = None
         return True
+
+    def _refused(self, error: ApiError) -> None:
+        """A refusal that outlasts a lease duration is RBAC, not its cache catching up
+        with a Role just installed: say which permission is missing and give up."""
+        if error.status not in (401, 403):
+            self._refused_since = None
+            return
+        now = time.monotonic()
+        if self._refused_since is None:
+            self._refused_since = now
+        if now - self._refused_since >= self._settings.duration:
+            raise Refused(
+                f"the apiserver refuses the {self._where} ({error}); the operator needs "
+                f"get, create and patch on leases.coordination.k8s.io in namespace "
+                f"{self._settings.namespace} (the chart's Role), or --no-leader-election "
+                f"for a single replica"
+            )
 
     async def _write(self, spec: dict[str, Any], version: str) -> dict[str, Any]:
         # The resourceVersion in the patch is a precondition: 409 if the lease moved on.
@@ -179,6 +201,10 @@ class Lost(Exception):
     """The leader could not renew in time."""
 
 
+class Refused(KubeError):
+    """RBAC does not let this operator take part in the election."""
+
+
 def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -194,7 +220,8 @@ class Leadership:
         self._stop = asyncio.Event()
         self._decided = threading.Event()
         self._leading = False
-        self.failure: ConfigError | None = None  # the credentials failed while standing by
+        # Why we gave up standing by: the credentials failed, or RBAC refused the lease.
+        self.failure: str | None = None
         self._thread = threading.Thread(target=self._main, name="leader-election", daemon=True)
 
     def acquire(self) -> bool:
@@ -228,7 +255,10 @@ class Leadership:
             try:
                 self._leading = await elector.acquire(self._stop)
             except ConfigError as error:
-                self.failure = error
+                self.failure = f"cannot log in: {error}"
+                return
+            except Refused as error:
+                self.failure = str(error)
                 return
             self._decided.set()
             if not self._leading:

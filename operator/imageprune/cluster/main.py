@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import logging
+import os
 import re
 import signal
 import sys
@@ -232,11 +234,16 @@ def _operate(
             if not _stand_by(leadership, args.health_port):
                 if leadership.failure is None:
                     return 0  # stopped while standing by
-                print(f"{_PROG}: error: cannot log in: {leadership.failure}", file=sys.stderr)
+                print(f"{_PROG}: error: {leadership.failure}", file=sys.stderr)
                 return EXIT_FAILED
         except OSError as error:
             print(f"{_PROG}: error: --health-port {args.health_port}: {error}", file=sys.stderr)
             return EXIT_USAGE
+        # Until kopf installs its own handlers (its start can take long, retrying an
+        # apiserver that is not ready), a SIGTERM releases the lease and leaves at once:
+        # the standby takes over without waiting for the lease to expire.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, functools.partial(_leave_early, leadership))
     liveness = f"http://0.0.0.0:{args.health_port}/healthz" if args.health_port else None
     logging.getLogger(__name__).info("imageprune operator starting")
     try:
@@ -260,6 +267,13 @@ def _operate(
         print(f"{_PROG}: error: cannot log in: {failures[-1]}", file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def _leave_early(leadership: leader.Leadership, signum: int, _frame: object) -> None:
+    logging.getLogger(__name__).info("%s before the start: leaving", signal.Signals(signum).name)
+    leadership.resign()
+    logging.shutdown()
+    os._exit(0)
 
 
 def _stand_by(leadership: leader.Leadership, health_port: int) -> bool:
