@@ -122,9 +122,16 @@ def ready(pod: dict[str, Any]) -> bool:
 def test_chart_pods_run_ready_on_the_real_kubelet(
     node: realnode.RealNode, release: chart.Helm
 ) -> None:
-    (operator,) = pods(node, "operator")
+    operators = pods(node, "operator")
     (agent,) = pods(node, "agent")
-    for pod, account in ((operator, "imageprune-operator"), (agent, "imageprune-agent")):
+    assert len(operators) == 2, operators  # the chart's default: a leader and a standby
+    # The standby is Ready too (its /healthz answers), and exactly one of them leads.
+    lease = node.plane.get("lease", "imageprune-operator", "-n", NAMESPACE)
+    holder = lease["spec"]["holderIdentity"]
+    leaders = [p for p in operators if holder.startswith(f"{p['metadata']['name']}_")]
+    assert len(leaders) == 1, (holder, [p["metadata"]["name"] for p in operators])
+    accounts = [(pod, "imageprune-operator") for pod in operators]
+    for pod, account in (*accounts, (agent, "imageprune-agent")):
         assert ready(pod), pod["status"]
         assert pod["spec"]["nodeName"] == realnode.NODE_NAME
         assert pod["spec"]["serviceAccountName"] == account
