@@ -17,7 +17,7 @@ from testkit.agent import AGENT_RULES, bind_cluster_role, condition, create_task
 from testkit.cluster import wait_for
 from testkit.containerd import ContainerdNode, Factory
 from testkit.kube import ControlPlane
-from testkit.rbac import OPERATOR_RULES
+from testkit.rbac import LEADER_RULES, OPERATOR_RULES
 
 pytestmark = pytest.mark.k8s  # and a real containerd, as tests/k8s/test_agent.py
 
@@ -160,7 +160,7 @@ def test_the_agent_runs_from_the_image_locked_down_and_completes_a_run(
 def test_the_operator_runs_from_the_image_and_releases_a_node(
     plane: ControlPlane, node: ContainerdNode, tmp_path: Path
 ) -> None:
-    pod = _pod(node, plane, tmp_path, OPERATOR_RULES)
+    pod = _pod(node, plane, tmp_path, OPERATOR_RULES + LEADER_RULES)
     operator = pod.start_operator()
     labels = {"imageprune.test/image": pod.node_name}
     cluster.create_node(plane, pod.node_name, labels)

@@ -25,3 +25,5 @@ def test_the_operator_rules_are_the_charts(helm: chart.Helm) -> None:
     assert events, "no Role for the operator's Events"
     assert all(role == events[0] for role in events), events
     assert cluster_role + events[0] == rbac.OPERATOR_RULES
+    (leader,) = rules("Role", "-operator-leader")
+    assert leader == rbac.LEADER_RULES

@@ -33,6 +33,16 @@ OPERATOR_RULES: list[dict[str, Any]] = [
 ]
 
 
+# The leader election's Role in the release namespace (granted cluster-wide here too).
+LEADER_RULES: list[dict[str, Any]] = [
+    {
+        "apiGroups": ["coordination.k8s.io"],
+        "resources": ["leases"],
+        "verbs": ["get", "create", "patch"],
+    },
+]
+
+
 def without_deletecollection() -> list[dict[str, Any]]:
     """OPERATOR_RULES as a cluster whose RBAC predates the verb has them."""
     return [
