@@ -5,6 +5,7 @@ briefly coexist, and either will do. Nothing here talks to the apiserver."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -28,29 +29,34 @@ class AgentPods:
         if kind == "DELETED" or not isinstance(node, str) or not node:
             self._pods.pop(uid, None)  # gone, or not scheduled yet
             return
-        self._pods[uid] = (node, _ready(pod) and metadata.get("deletionTimestamp") is None)
+        # Interned: the same string as the Node's name in fleet.Nodes.
+        self._pods[uid] = (
+            sys.intern(node),
+            _ready(pod) and metadata.get("deletionTimestamp") is None,
+        )
 
     def working(self) -> frozenset[str]:
         return frozenset(node for node, works in self._pods.values() if works)
 
 
 def pod_essentials(pod: Mapping[str, Any]) -> dict[str, Any]:
-    """What AgentPods.update reads of a pod, as the watch delivers it."""
+    """What AgentPods.update reads of a pod, as the watch delivers it: of its conditions,
+    only whether it is Ready."""
     metadata = _mapping(pod.get("metadata"))
     return {
         "metadata": {key: metadata.get(key) for key in ("uid", "name", "deletionTimestamp")},
         "spec": {"nodeName": _mapping(pod.get("spec")).get("nodeName")},
-        "status": {"conditions": _mapping(pod.get("status")).get("conditions")},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}] if _ready(pod) else []},
     }
 
 
 def _ready(pod: Mapping[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in _conditions(pod))
+
+
+def _conditions(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     found = _mapping(pod.get("status")).get("conditions")
-    conditions = found if isinstance(found, list) else []
-    return any(
-        isinstance(c, Mapping) and c.get("type") == "Ready" and c.get("status") == "True"
-        for c in conditions
-    )
+    return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
 
 
 def _mapping(value: object) -> Mapping[str, Any]:

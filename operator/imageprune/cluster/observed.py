@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import sys
 from collections.abc import Mapping
 
 from imageprune.api import conditions, task, times
@@ -65,7 +66,9 @@ class TaskView:
 
 def task_view(body: Mapping[str, object]) -> TaskView | None:
     """A task object as the operator sees it; None when it is not one of ours (no node or
-    policy in its spec), which the operator then leaves alone."""
+    policy in its spec), which the operator then leaves alone. Its strings are interned:
+    the node name is fleet.Nodes' own, and the policy, run ids, trigger and reasons repeat
+    on thousands of tasks (the operator keeps every view, fleet.Tasks)."""
     metadata = _mapping(body.get("metadata"))
     spec = _mapping(body.get("spec"))
     status = _mapping(body.get("status"))
@@ -81,16 +84,18 @@ def task_view(body: Mapping[str, object]) -> TaskView | None:
     why = failure or {}
     return TaskView(
         name=name,
-        node=node,
-        policy=policy,
-        spec_run_id=_string(spec.get("runId")) or "",
-        status_run_id=_string(status.get("runId")),
-        status_trigger=_string(status.get("trigger")),
+        node=sys.intern(node),
+        policy=sys.intern(policy),
+        spec_run_id=_interned(spec.get("runId")) or "",
+        status_run_id=_interned(status.get("runId")),
+        status_trigger=_interned(status.get("trigger")),
         started_at=time_field(status, "startTime"),
         completed=_string(status.get("completionTime")) is not None,
         ready={"True": True, "False": False}.get(str(ready_status)),
-        reason=_string(why.get("reason")) or "",
-        message=(_string(why.get("message")) or _string(status.get("message")) or "")[:1024],
+        reason=_interned(why.get("reason")) or "",
+        message=sys.intern(
+            (_string(why.get("message")) or _string(status.get("message")) or "")[:1024]
+        ),
         dry_run=report.get("dryRun") is True,
         removed_images=_count(report.get("removedImages")),
         removed_bytes=_count(report.get("removedBytes")),
@@ -168,6 +173,11 @@ def _list(value: object) -> list[object]:
 
 def _string(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _interned(value: object) -> str | None:
+    text = _string(value)
+    return sys.intern(text) if text is not None else None
 
 
 def _count(value: object) -> int:
