@@ -90,7 +90,7 @@ def test_what_is_kept_of_a_node_and_a_task_reads_as_the_whole() -> None:
     down["status"]["conditions"].insert(0, {"type": "DiskPressure", "status": "True"})
     down["status"]["conditions"][1] |= {"reason": "NodeStatusUnknown", "message": "stopped"}
     assert fleet.node_essentials(down)["status"] == {
-        "conditions": [{"type": "Ready", "status": "Unknown"}]
+        "conditions": ({"type": "Ready", "status": "Unknown"},)
     }
     nodes.update("ADDED", fleet.node_essentials(down))
     assert nodes.not_ready == {"b"}
@@ -123,6 +123,8 @@ def test_nodes_and_tasks_share_their_strings() -> None:
         body = node(name, zone="eu-west-1a", host=name)
         nodes.update("ADDED", fleet.node_essentials(json.loads(json.dumps(body))))
         tasks.update("ADDED", json.loads(json.dumps(task(f"p.{name}", "p", name))))
+    a, b = (fleet.node_essentials(node(name)) for name in ("n1", "n2"))
+    assert a["status"] is b["status"]  # the same Ready status: one read-only copy
     one, two = nodes.labels["n1"], nodes.labels["n2"]
     assert one["zone"] is two["zone"]
     assert next(k for k in one if k == "zone") is next(k for k in two if k == "zone")

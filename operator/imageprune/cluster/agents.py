@@ -9,6 +9,8 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from imageprune.cluster import observed
+
 
 class AgentPods:
     def __init__(self) -> None:
@@ -43,10 +45,11 @@ def pod_essentials(pod: Mapping[str, Any]) -> dict[str, Any]:
     """What AgentPods.update reads of a pod, as the watch delivers it: of its conditions,
     only whether it is Ready."""
     metadata = _mapping(pod.get("metadata"))
+    node = _mapping(pod.get("spec")).get("nodeName")
     return {
         "metadata": {key: metadata.get(key) for key in ("uid", "name", "deletionTimestamp")},
-        "spec": {"nodeName": _mapping(pod.get("spec")).get("nodeName")},
-        "status": {"conditions": [{"type": "Ready", "status": "True"}] if _ready(pod) else []},
+        "spec": {"nodeName": sys.intern(node) if isinstance(node, str) else None},
+        "status": observed.ready_status("True" if _ready(pod) else None),
     }
 
 
@@ -56,7 +59,7 @@ def _ready(pod: Mapping[str, Any]) -> bool:
 
 def _conditions(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     found = _mapping(pod.get("status")).get("conditions")
-    return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
+    return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list | tuple) else []
 
 
 def _mapping(value: object) -> Mapping[str, Any]:

@@ -93,15 +93,22 @@ def node_essentials(node: Mapping[str, Any]) -> dict[str, Any]:
     and of its conditions (with their messages) only Ready counts. The labels are interned
     already here, while a listing of thousands is held whole."""
     metadata = _mapping(node.get("metadata"))
+    name = metadata.get("name")
     conditions = _mapping(node.get("status")).get("conditions")
-    ready = [
-        {"type": "Ready", "status": sys.intern(str(c.get("status")))}
-        for c in (conditions if isinstance(conditions, list) else [])
-        if isinstance(c, Mapping) and c.get("type") == "Ready"
-    ]
+    ready = next(
+        (
+            str(c.get("status"))
+            for c in (conditions if isinstance(conditions, list) else [])
+            if isinstance(c, Mapping) and c.get("type") == "Ready"
+        ),
+        None,
+    )
     return {
-        "metadata": {"name": metadata.get("name"), "labels": _interned(metadata.get("labels"))},
-        "status": {"conditions": ready},
+        "metadata": {
+            "name": sys.intern(name) if isinstance(name, str) else None,
+            "labels": _interned(metadata.get("labels")),
+        },
+        "status": observed.ready_status(ready),
     }
 
 

@@ -9,6 +9,7 @@ import datetime
 import enum
 import sys
 from collections.abc import Mapping
+from types import MappingProxyType
 
 from imageprune.api import conditions, task, times
 from imageprune.api.policy import Mode, Trigger
@@ -110,6 +111,22 @@ def node_not_ready(body: Mapping[str, object]) -> bool:
     return ready is not None and ready.get("status") != "True"
 
 
+def ready_status(ready: str | None) -> Mapping[str, object]:
+    """A Node's or a pod's status reduced to its Ready condition's status (None: it has
+    none), as the operator keeps it while a listing of thousands is held whole: the
+    common ones are shared, read-only."""
+    shared = _READY_STATUS.get(ready or "")
+    return shared if shared is not None else _ready_only(ready)
+
+
+def _ready_only(ready: str | None) -> Mapping[str, object]:
+    found = () if ready is None else (MappingProxyType({"type": "Ready", "status": ready}),)
+    return MappingProxyType({"conditions": found})
+
+
+_READY_STATUS = {s: _ready_only(s) for s in ("True", "False", "Unknown")} | {"": _ready_only(None)}
+
+
 def policy_label(policy: str) -> str:
     """The value of the imageprune.io/policy label on this policy's tasks."""
     return task.label_value(policy)
@@ -167,8 +184,8 @@ def _mapping(value: object) -> Mapping[str, object]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _list(value: object) -> list[object]:
-    return value if isinstance(value, list) else []
+def _list(value: object) -> list[object] | tuple[object, ...]:
+    return value if isinstance(value, list | tuple) else []
 
 
 def _string(value: object) -> str | None:
