@@ -113,7 +113,7 @@ class Client:
     async def delete_collection(self, res: Resource, *, labels: Mapping[str, str]) -> None:
         """One DELETE for every object with these labels. lightkube's deletecollection
         takes no selector, so the request is built through its generic client. The
-        apiserver answers with every object it deleted (over 30 MB for 10,000 tasks): the
+        apiserver answers with every object it deleted (tens of MB for 10,000 tasks): the
         transport drops that answer as it arrives, unread and unbounded."""
         selector = ",".join(f"{key}={value}" for key, value in labels.items())
         generic = self._api._client
