@@ -44,6 +44,13 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _directory(text: str) -> Path:
+    # Path("") is ".": an empty --state-dir would quietly mean the working directory.
+    if not text:
+        raise argparse.ArgumentTypeError("the path is empty")
+    return Path(text)
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -80,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--state-dir",
-        type=Path,
+        type=_directory,
         default=Path("/var/lib/imageprune"),
         metavar="DIR",
         help="usage records and the run ledger (default: /var/lib/imageprune)",

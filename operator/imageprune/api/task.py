@@ -8,7 +8,7 @@ import dataclasses
 import datetime
 import hashlib
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from imageprune.api import names, times
 from imageprune.api.policy import Mode, Trigger
@@ -19,6 +19,8 @@ _Choice = TypeVar("_Choice", Trigger, Mode)
 MAX_NAME = 253  # a DNS subdomain, like every object name
 MAX_LABEL_VALUE = 63
 _DIGEST_LENGTH = 16  # hex digits: 64 bits, collisions out of reach for any cluster
+# A report's per-image lists: up to about 35 KB a task, read only to explain one image.
+_PER_IMAGE_LISTS = ("results", "kept")
 
 
 def task_name(policy: str, node: str) -> str:
@@ -35,6 +37,27 @@ def label_value(name: str) -> str:
     """An object name as a label value (at most 63 characters; node and policy names may
     be longer): as it is when it fits, else shortened and ending in its hash."""
     return name if len(name) <= MAX_LABEL_VALUE else _shortened(name, MAX_LABEL_VALUE, name)
+
+
+def essentials(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A task without its report's per-image lists: what is kept of each task where a
+    policy's tasks are held together (the operator's index, the plugin's status), so
+    that thousands of them stay small in memory and a page of a listing stays within
+    the client's answer bound."""
+    metadata, status = body.get("metadata"), body.get("status")
+    metadata = metadata if isinstance(metadata, Mapping) else {}
+    status = dict(status) if isinstance(status, Mapping) else {}
+    if isinstance(status.get("report"), Mapping):
+        report = status["report"]
+        status["report"] = {k: v for k, v in report.items() if k not in _PER_IMAGE_LISTS}
+    return {
+        "metadata": {
+            "name": metadata.get("name"),
+            "ownerReferences": metadata.get("ownerReferences"),
+        },
+        "spec": body.get("spec"),
+        "status": status,
+    }
 
 
 def _shortened(text: str, limit: int, identity: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 import kopf
 
-from imageprune.api import names
+from imageprune.api import names, task
 from imageprune.api.policy import Trigger
 from imageprune.cluster import (
     agents,
@@ -114,7 +114,7 @@ class _Operator:
                 self._follow_nodes(watch.Watcher(kube, resources.Node, keep=fleet.node_essentials))
             ),
             asyncio.create_task(
-                self._follow_tasks(watch.Watcher(kube, resources.Task, keep=fleet.task_essentials))
+                self._follow_tasks(watch.Watcher(kube, resources.Task, keep=task.essentials))
             ),
         ]
         if config.agents is not None:

@@ -84,7 +84,10 @@ async def _follow(
     watchers = {
         "policy": watch.Watcher(client, resources.Policy, field_selector=f"metadata.name={name}"),
         "tasks": watch.Watcher(
-            client, resources.Task, labels={names.POLICY_LABEL: task.label_value(name)}
+            client,
+            resources.Task,
+            labels={names.POLICY_LABEL: task.label_value(name)},
+            keep=task.essentials,
         ),
     }
 
