@@ -36,7 +36,7 @@ def status(
     """The whole policy status for this plan (before its writes land: a node released now
     counts as pending until its agent starts)."""
     body: dict[str, object] = {"observedGeneration": context.generation}
-    old_conditions = _conditions(previous)
+    old_conditions = _listed(previous, "conditions")
     if run is None:
         body["conditions"] = _set_all(
             old_conditions,
@@ -67,7 +67,7 @@ def invalid(
         **previous,
         "observedGeneration": generation,
         "conditions": _set_all(
-            _conditions(previous),
+            _listed(previous, "conditions"),
             context,
             ready=(_False, "InvalidSpec", message),
             progressing=(_False, "InvalidSpec", message),
@@ -144,14 +144,9 @@ def _run_conditions(
     degraded = (_True, "NodesFailed", failures) if failed else (_False, "AsExpected", "")
     if run.get("paused"):
         reason = str(run.get("pausedReason", ""))
-        return _set_all(
-            old,
-            context,
-            ready=(_False, "RolloutPaused", reason),
-            progressing=(_False, "RolloutPaused", reason),
-            degraded=(_True, "RolloutPaused", reason),
-        )
-    if "completionTime" in run:
+        paused = (_False, "RolloutPaused", reason)
+        ready, progressing, degraded = paused, paused, (_True, "RolloutPaused", reason)
+    elif "completionTime" in run:
         if matched == 0:
             ready = (_True, "NoMatchingNodes", "no node matches spec.nodeSelector")
         elif failed:
@@ -161,29 +156,13 @@ def _run_conditions(
         else:
             done = f"run {run.get('id')} succeeded on {succeeded} nodes"
             ready = (_True, "RunSucceeded", done + skips)
-        return _set_all(
-            old,
-            context,
-            ready=ready,
-            progressing=(_False, "RunCompleted", progress),
-            degraded=degraded,
-        )
-    if context.suspended and running == 0:
+        progressing = (_False, "RunCompleted", progress)
+    elif context.suspended and running == 0:
         waiting = f"suspended; {progress}"
-        return _set_all(
-            old,
-            context,
-            ready=(_Unknown, "Suspended", waiting),
-            progressing=(_False, "Suspended", waiting),
-            degraded=degraded,
-        )
-    return _set_all(
-        old,
-        context,
-        ready=(_Unknown, "RunInProgress", progress),
-        progressing=(_True, "Running", progress),
-        degraded=degraded,
-    )
+        ready, progressing = (_Unknown, "Suspended", waiting), (_False, "Suspended", waiting)
+    else:
+        ready, progressing = (_Unknown, "RunInProgress", progress), (_True, "Running", progress)
+    return _set_all(old, context, ready=ready, progressing=progressing, degraded=degraded)
 
 
 _Value = tuple[conditions.Status, str, str]
@@ -259,14 +238,14 @@ def events(old: Mapping[str, object], new: Mapping[str, object]) -> list[Event]:
         ("failedNodes", "NodeFailed", "failed"),
         ("skippedNodes", "NodeSkipped", "was skipped"),
     ):
-        known = {str(f.get("node")) for f in _notes(old, field)} if same_run else set()
+        known = {str(f.get("node")) for f in _listed(old, field)} if same_run else set()
         found.extend(
             Event(
                 True,
                 reason,
                 f"node {note.get('node')} {verb} ({note.get('reason')}): {note.get('message')}",
             )
-            for note in _notes(new, field)
+            for note in _listed(new, field)
             if note.get("node") not in known
         )
     if new_run.get("paused") and not (same_run and old_run.get("paused")):
@@ -317,12 +296,7 @@ def merge_patch(old: Mapping[str, object], new: Mapping[str, object]) -> dict[st
     return patch
 
 
-def _conditions(status: Mapping[str, object]) -> list[Mapping[str, object]]:
-    found = status.get("conditions")
-    return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
-
-
-def _notes(status: Mapping[str, object], field: str) -> list[Mapping[str, object]]:
+def _listed(status: Mapping[str, object], field: str) -> list[Mapping[str, object]]:
     found = status.get(field)
     return [f for f in found if isinstance(f, Mapping)] if isinstance(found, list) else []
 
