@@ -66,6 +66,10 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+def _generation(obj: Object) -> int:
+    return int(obj.get("metadata", {}).get("generation") or 0)
+
+
 class Agent:
     def __init__(
         self, settings: Settings, *, kube: Client, cri: CriClient, metrics: Metrics
@@ -107,12 +111,7 @@ class Agent:
 
     async def run(self) -> None:
         """Until stop(); a loop that dies of a bug stops the agent (and is raised)."""
-        loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
-            "watch": self._watch,
-            "work": self._work,
-            "usage": self._usage,
-            "disk": self._disk,
-        }
+        loops = {"watch": self._watch, "work": self._work, "usage": self._usage, "disk": self._disk}
         self._loops = {name: asyncio.create_task(loop(), name=name) for name, loop in loops.items()}
         stopping = asyncio.create_task(self._stopping.wait())
         await asyncio.wait([*self._loops.values(), stopping], return_when=asyncio.FIRST_COMPLETED)
@@ -207,7 +206,7 @@ class Agent:
                 self._busy.discard(loop)
 
     async def _requested_run(self, name: str, obj: Object, run_id: str) -> None:
-        generation = int(obj.get("metadata", {}).get("generation") or 0)
+        generation = _generation(obj)
         try:
             spec = api_task.spec_from_dict(obj.get("spec") or {})
             selection = selection_from_spec(spec.selection)
@@ -450,20 +449,15 @@ class Agent:
             + self.runtime_error
         )
         for name, obj in list(self.tasks.items()):
-            if (
-                status.runtime_condition(
-                    obj.get("status") or {}, available=up, message=message, generation=0, now=_now()
-                )
-                is None
-            ):
-                continue  # as the cache last saw it; the writer re-checks the fresh one
             build = functools.partial(
                 status.runtime_condition,
                 available=up,
                 message=message,
-                generation=int(obj.get("metadata", {}).get("generation") or 0),
+                generation=_generation(obj),
                 now=_now(),
             )
+            if build(obj.get("status") or {}) is None:
+                continue  # as the cache last saw it; the writer re-checks the fresh one
             # Best effort: the next usage tick looks again, so it must not wait here
             # (holding the engine lock) for an apiserver that is away.
             await self.writer.write(name, build, retry=False)
@@ -510,7 +504,7 @@ class Agent:
                         trigger=Trigger.DISK_PRESSURE.value,
                         selection=selection,
                         dry_run=mode is not Mode.ENFORCE,
-                        generation=int(obj.get("metadata", {}).get("generation") or 0),
+                        generation=_generation(obj),
                     ),
                 )
                 fs = await self._image_filesystem()  # the run may have freed space
