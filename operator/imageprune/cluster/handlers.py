@@ -20,6 +20,7 @@ from typing import Any
 import kopf
 
 from imageprune.api import names
+from imageprune.api.fields import mapping
 from imageprune.api.policy import Trigger
 from imageprune.cluster import (
     agents,
@@ -83,7 +84,7 @@ class _Operator:
         """Report a node's own disk-pressure run on its policy (once per run)."""
         view = observed.task_view(body)
         if view is None or type == "DELETED":
-            self.disk_runs.pop(str(_mapping(body.get("metadata")).get("name") or ""), None)
+            self.disk_runs.pop(str(mapping(body.get("metadata")).get("name") or ""), None)
             return
         disk_run = view.status_trigger == Trigger.DISK_PRESSURE and view.completed
         if not disk_run or self.disk_runs.get(view.name) == view.status_run_id:
@@ -311,7 +312,7 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
 
 def _owner(body: Mapping[str, Any]) -> dict[str, str] | None:
     """The policy a task belongs to, as an Event's involvedObject."""
-    found = _mapping(body.get("metadata")).get("ownerReferences")
+    found = mapping(body.get("metadata")).get("ownerReferences")
     for owner in found if isinstance(found, list) else []:
         if isinstance(owner, Mapping) and owner.get("kind") == names.POLICY_KIND:
             return _reference(str(owner.get("name")), str(owner.get("uid")))
@@ -320,7 +321,3 @@ def _owner(body: Mapping[str, Any]) -> dict[str, str] | None:
 
 def _reference(name: str, uid: str) -> dict[str, str]:
     return {"apiVersion": names.API_VERSION, "kind": names.POLICY_KIND, "name": name, "uid": uid}
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
