@@ -14,7 +14,7 @@ import contextlib
 import dataclasses
 import datetime
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
@@ -196,12 +196,6 @@ class _Operator:
         except Exception:  # the timer's next pass retries; kopf would log the same
             _log.exception("pass over policy %s failed", policy)
 
-    def unable(
-        self, nodes: Iterable[str], not_ready: Collection[str]
-    ) -> dict[str, standing.Unable]:
-        working = self.agents.working() if self.agents.synced else None
-        return standing.unable(nodes, not_ready=not_ready, working=working)
-
     async def stop(self) -> None:
         running = [*self.watches, *self.woken.values()]
         for task_ in running:
@@ -275,7 +269,11 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
             ),
             nodes=nodes,
             tasks=state.tasks.of(name),
-            unable=state.unable(nodes, state.nodes.not_ready),
+            unable=standing.unable(
+                nodes,
+                not_ready=state.nodes.not_ready,
+                working=state.agents.working() if state.agents.synced else None,
+            ),
             memory=memory,
             client=client,
             announce=announce,
@@ -287,14 +285,11 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
     @kopf.on.resume(*_POLICIES, id="pass", backoff=5, registry=registry)
     @kopf.on.create(*_POLICIES, id="pass", backoff=5, registry=registry)
     @kopf.on.update(*_POLICIES, id="pass", backoff=5, registry=registry)
-    async def policy_changed(body: kopf.Body, logger: kubeapi.Logger, **_: Any) -> None:
-        """A new or changed policy (or a run-now annotation) gets its pass at once."""
-        await run_pass(body, logger)
-
     @kopf.timer(*_POLICIES, id="timer", interval=config.interval, registry=registry)
-    async def policy_timer(body: kopf.Body, logger: kubeapi.Logger, **_: Any) -> None:
-        """The steady pass: cron ticks, nodes coming and going, and whatever a woken
-        pass missed."""
+    async def policy_pass(body: kopf.Body, logger: kubeapi.Logger, **_: Any) -> None:
+        """A new or changed policy (or a run-now annotation) gets its pass at once; the
+        timer's is the steady pass: cron ticks, nodes coming and going, and whatever a
+        woken pass missed."""
         await run_pass(body, logger)
 
     @kopf.on.delete(*_POLICIES, id="cleanup", backoff=5, registry=registry)
