@@ -133,16 +133,11 @@ def _of(found: Mapping[str, Any], policy: str) -> bool:
 
 def _apply(state: dict[str, Any], kind: str, event: watch.Listed | watch.Changed) -> None:
     if kind == "policy":
-        if isinstance(event, watch.Listed):
-            if not event.items:
-                raise connect.Failure("the policy was deleted while following its run")
-            state.clear()
-            state.update(event.items[0])
-        elif event.type == "DELETED":
+        gone = not event.items if isinstance(event, watch.Listed) else event.type == "DELETED"
+        if gone:
             raise connect.Failure("the policy was deleted while following its run")
-        else:
-            state.clear()
-            state.update(event.object)
+        state.clear()
+        state.update(event.items[0] if isinstance(event, watch.Listed) else event.object)
         return
     if isinstance(event, watch.Listed):
         state.clear()
