@@ -8,13 +8,10 @@ import dataclasses
 import datetime
 import hashlib
 from collections.abc import Mapping
-from typing import TypeVar
 
-from imageprune.api import names, times
+from imageprune.api import checks, names, times
 from imageprune.api.policy import Mode, Trigger
 from imageprune.policy import selection
-
-_Choice = TypeVar("_Choice", Trigger, Mode)
 
 MAX_NAME = 253  # a DNS subdomain, like every object name
 MAX_LABEL_VALUE = 63
@@ -89,8 +86,8 @@ def spec_from_dict(spec: Mapping[str, object]) -> TaskSpec:
         policy_name=_string(spec, "policyName"),
         policy_generation=generation,
         run_id=_string(spec, "runId"),
-        trigger=_choice(Trigger, spec, "trigger"),
-        mode=_choice(Mode, spec, "mode"),
+        trigger=checks.choice(Trigger, _string(spec, "trigger"), "spec.trigger"),
+        mode=checks.choice(Mode, _string(spec, "mode"), "spec.mode"),
         selection=chosen,
         requested_at=requested_at,
     )
@@ -128,14 +125,3 @@ def _string(spec: Mapping[str, object], field: str) -> str:
     if not isinstance(value, str) or not value:
         raise selection.PolicyError(f"spec.{field}", "required, a non-empty string")
     return value
-
-
-def _choice(kind: type[_Choice], spec: Mapping[str, object], field: str) -> _Choice:
-    value = _string(spec, field)
-    try:
-        return kind(value)
-    except ValueError:
-        choices = ", ".join(member.value for member in kind)
-        raise selection.PolicyError(
-            f"spec.{field}", f"must be one of {choices} (got {value!r})"
-        ) from None
