@@ -135,9 +135,8 @@ class Agent:
         window = 3 * (self.settings.usage_interval + self.settings.runtime_timeout)
         now = time.monotonic()
         contact = self.last_runtime_contact
-        runtime_recent = (contact is not None and now - contact < window) or (
-            contact is None and now - self._started < window
-        )
+        # No answer yet: the agent counts as just started.
+        runtime_recent = now - (self._started if contact is None else contact) < window
         last_api = self.watcher.last_contact
         return watching and runtime_recent, {
             "watching": watching,
@@ -320,7 +319,9 @@ class Agent:
             reason, message = outcome.judge(
                 run.report, images_seen=len(run.observation.plan.verdicts)
             )
-            self._count(run)
+            taken = outcome.removed(run.report)
+            self.metrics.images_removed.inc(len(taken))
+            self.metrics.bytes_reclaimed.inc(sum(r.image.size for r in taken))
             self.metrics.errors.labels("removal").inc(len(run.report.failed))
         elapsed = time.monotonic() - clock
         self.metrics.run_duration.observe(elapsed)
@@ -392,11 +393,6 @@ class Agent:
             return running.result()
         finally:
             stopping.cancel()
-
-    def _count(self, run: service.PruneRun) -> None:
-        taken = outcome.removed(run.report)
-        self.metrics.images_removed.inc(len(taken))
-        self.metrics.bytes_reclaimed.inc(sum(r.image.size for r in taken))
 
     # ---- usage records and the runtime's condition ------------------------------------
 
@@ -481,13 +477,9 @@ class Agent:
                 # After finishing the operator's run, report under its id: a disk run of
                 # its own id would make the operator read this node as pending for that
                 # run, which it already did, and the rollout would never complete.
-                finished = self.ledger.done(name)
-                released = (obj.get("spec") or {}).get("runId")
-                run_id = (
-                    finished
-                    if finished and finished == released
-                    else "disk-" + _now().strftime("%Y%m%dT%H%M%SZ")
-                )
+                run_id = self.ledger.done(name)
+                if not run_id or run_id != (obj.get("spec") or {}).get("runId"):
+                    run_id = "disk-" + _now().strftime("%Y%m%dT%H%M%SZ")
                 log.info(
                     "task %s: image filesystem %.1f%% full, at or above highPercent %g: run %s",
                     name,
