@@ -104,7 +104,9 @@ async def _follow(
             if not policy:
                 continue
             progress = follow.progress(policy, request=request, before=before)
-            mine: Sequence[Mapping[str, Any]] = [t for t in tasks.values() if _of(t, name)]
+            mine: Sequence[Mapping[str, Any]] = [
+                t for t in tasks.values() if (t.get("spec") or {}).get("policyName") == name
+            ]
             if progress.phase.final:
                 # The tasks' watch may lag behind the policy's: read them as they are now.
                 mine = await connect.tasks(client, name)
@@ -125,10 +127,6 @@ async def _follow(
         for pump_task in pumps:
             pump_task.cancel()
         await asyncio.gather(*pumps, return_exceptions=True)
-
-
-def _of(found: Mapping[str, Any], policy: str) -> bool:
-    return bool((found.get("spec") or {}).get("policyName") == policy)
 
 
 def _apply(state: dict[str, Any], kind: str, event: watch.Listed | watch.Changed) -> None:
