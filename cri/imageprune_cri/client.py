@@ -120,13 +120,7 @@ class CriClient:
 
     async def status(self) -> types.RuntimeStatus:
         resp = await self._call("Status", self._runtime.Status, api_pb2.StatusRequest(verbose=True))
-        return types.RuntimeStatus(
-            conditions=tuple(
-                types.RuntimeCondition(c.type, c.status, c.reason, c.message)
-                for c in resp.status.conditions
-            ),
-            sandbox_image=convert.sandbox_image(dict(resp.info)),
-        )
+        return types.RuntimeStatus(sandbox_image=convert.sandbox_image(dict(resp.info)))
 
     async def list_containers(self) -> list[types.Container]:
         """Every container in every state: no filter, on purpose (exited containers
@@ -140,7 +134,7 @@ class CriClient:
         resp = await self._call(
             "ListPodSandbox", self._runtime.ListPodSandbox, api_pb2.ListPodSandboxRequest()
         )
-        return [convert.sandbox(s) for s in resp.items]
+        return [types.PodSandbox(s.id) for s in resp.items]
 
     async def sandbox_images(self, *, concurrency: int = 8) -> frozenset[str]:
         """Every pod sandbox (pause) image the runtime uses or is configured with.
