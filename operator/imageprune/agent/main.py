@@ -170,7 +170,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings,
             kube=kube,
             runtime=runtime,
-            cri_timeout=args.timeout,
             metrics_port=args.metrics_port,
             health_port=args.health_port,
         )
@@ -182,7 +181,6 @@ async def _serve(
     *,
     kube: Client,
     runtime: endpoint.Endpoint,
-    cri_timeout: float,
     metrics_port: int,
     health_port: int,
 ) -> int:
@@ -192,7 +190,9 @@ async def _serve(
         log.error("%s", err)
         return EXIT_USAGE
     metrics = Metrics()
-    async with CriClient(runtime.target, timeout=cri_timeout, origin=runtime.origin) as cri:
+    async with CriClient(
+        runtime.target, timeout=settings.runtime_timeout, origin=runtime.origin
+    ) as cri:
         agent = runner.Agent(settings, kube=kube, cri=cri, metrics=metrics)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from imageprune.api.fields import mapping
+
 
 class AgentPods:
     def __init__(self) -> None:
@@ -22,9 +24,9 @@ class AgentPods:
         self.synced = True
 
     def update(self, kind: str, pod: Mapping[str, Any]) -> None:
-        metadata = _mapping(pod.get("metadata"))
+        metadata = mapping(pod.get("metadata"))
         uid = str(metadata.get("uid") or metadata.get("name") or "")
-        node = _mapping(pod.get("spec")).get("nodeName")
+        node = mapping(pod.get("spec")).get("nodeName")
         if kind == "DELETED" or not isinstance(node, str) or not node:
             self._pods.pop(uid, None)  # gone, or not scheduled yet
             return
@@ -36,22 +38,18 @@ class AgentPods:
 
 def pod_essentials(pod: Mapping[str, Any]) -> dict[str, Any]:
     """What AgentPods.update reads of a pod, as the watch delivers it."""
-    metadata = _mapping(pod.get("metadata"))
+    metadata = mapping(pod.get("metadata"))
     return {
         "metadata": {key: metadata.get(key) for key in ("uid", "name", "deletionTimestamp")},
-        "spec": {"nodeName": _mapping(pod.get("spec")).get("nodeName")},
-        "status": {"conditions": _mapping(pod.get("status")).get("conditions")},
+        "spec": {"nodeName": mapping(pod.get("spec")).get("nodeName")},
+        "status": {"conditions": mapping(pod.get("status")).get("conditions")},
     }
 
 
 def _ready(pod: Mapping[str, Any]) -> bool:
-    found = _mapping(pod.get("status")).get("conditions")
+    found = mapping(pod.get("status")).get("conditions")
     conditions = found if isinstance(found, list) else []
     return any(
         isinstance(c, Mapping) and c.get("type") == "Ready" and c.get("status") == "True"
         for c in conditions
     )
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
