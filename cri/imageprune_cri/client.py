@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime
-from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import TypeVar
 
@@ -25,7 +23,8 @@ DEFAULT_TIMEOUT = 30.0
 # default would cut it off.
 MAX_MESSAGE_BYTES = 128 * 1024 * 1024
 
-_T = TypeVar("_T")
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
 
 
 class CriClient:
@@ -75,9 +74,14 @@ class CriClient:
     ) -> None:
         await self.close()
 
-    async def _call(self, what: str, call: Callable[[float], Awaitable[_T]]) -> _T:
+    async def _call(
+        self,
+        what: str,
+        method: grpc.aio.UnaryUnaryMultiCallable[_Request, _Response],
+        request: _Request,
+    ) -> _Response:
         try:
-            return await call(self.timeout)
+            return await method(request, timeout=self.timeout)
         except grpc.aio.AioRpcError as err:
             raise self._translate(what, err) from err
 
@@ -107,9 +111,7 @@ class CriClient:
     # ---- RuntimeService -------------------------------------------------------
 
     async def version(self) -> types.RuntimeVersion:
-        resp = await self._call(
-            "Version", lambda t: self._runtime.Version(api_pb2.VersionRequest(), timeout=t)
-        )
+        resp = await self._call("Version", self._runtime.Version, api_pb2.VersionRequest())
         return types.RuntimeVersion(
             runtime_name=resp.runtime_name,
             runtime_version=resp.runtime_version,
@@ -117,33 +119,22 @@ class CriClient:
         )
 
     async def status(self) -> types.RuntimeStatus:
-        resp = await self._call(
-            "Status",
-            lambda t: self._runtime.Status(api_pb2.StatusRequest(verbose=True), timeout=t),
-        )
-        return types.RuntimeStatus(
-            conditions=tuple(
-                types.RuntimeCondition(c.type, c.status, c.reason, c.message)
-                for c in resp.status.conditions
-            ),
-            sandbox_image=convert.sandbox_image(dict(resp.info)),
-        )
+        resp = await self._call("Status", self._runtime.Status, api_pb2.StatusRequest(verbose=True))
+        return types.RuntimeStatus(sandbox_image=convert.sandbox_image(dict(resp.info)))
 
     async def list_containers(self) -> list[types.Container]:
         """Every container in every state: no filter, on purpose (exited containers
         still hold their image)."""
         resp = await self._call(
-            "ListContainers",
-            lambda t: self._runtime.ListContainers(api_pb2.ListContainersRequest(), timeout=t),
+            "ListContainers", self._runtime.ListContainers, api_pb2.ListContainersRequest()
         )
         return [convert.container(c) for c in resp.containers]
 
     async def list_pod_sandboxes(self) -> list[types.PodSandbox]:
         resp = await self._call(
-            "ListPodSandbox",
-            lambda t: self._runtime.ListPodSandbox(api_pb2.ListPodSandboxRequest(), timeout=t),
+            "ListPodSandbox", self._runtime.ListPodSandbox, api_pb2.ListPodSandboxRequest()
         )
-        return [convert.sandbox(s) for s in resp.items]
+        return [types.PodSandbox(s.id) for s in resp.items]
 
     async def sandbox_images(self, *, concurrency: int = 8) -> frozenset[str]:
         """Every pod sandbox (pause) image the runtime uses or is configured with.
@@ -159,12 +150,8 @@ class CriClient:
                 try:
                     resp = await self._call(
                         "PodSandboxStatus",
-                        lambda t: self._runtime.PodSandboxStatus(
-                            api_pb2.PodSandboxStatusRequest(
-                                pod_sandbox_id=sandbox_id, verbose=True
-                            ),
-                            timeout=t,
-                        ),
+                        self._runtime.PodSandboxStatus,
+                        api_pb2.PodSandboxStatusRequest(pod_sandbox_id=sandbox_id, verbose=True),
                     )
                 except errors.CriCallFailed as err:
                     if err.code == "NOT_FOUND":
@@ -179,10 +166,7 @@ class CriClient:
     # ---- ImageService -----------------------------------------------------------
 
     async def list_images(self) -> list[types.Image]:
-        resp = await self._call(
-            "ListImages",
-            lambda t: self._images.ListImages(api_pb2.ListImagesRequest(), timeout=t),
-        )
+        resp = await self._call("ListImages", self._images.ListImages, api_pb2.ListImagesRequest())
         return [convert.image(i) for i in resp.images]
 
     async def image_status(self, ref: str) -> types.Image | None:
@@ -190,10 +174,8 @@ class CriClient:
         the runtime does not know `ref` (a tag, digest reference or ID)."""
         resp = await self._call(
             "ImageStatus",
-            lambda t: self._images.ImageStatus(
-                api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=ref), verbose=True),
-                timeout=t,
-            ),
+            self._images.ImageStatus,
+            api_pb2.ImageStatusRequest(image=api_pb2.ImageSpec(image=ref), verbose=True),
         )
         if not resp.HasField("image"):
             return None
@@ -209,7 +191,7 @@ class CriClient:
         async def one(img: types.Image) -> types.Image:
             async with gate:
                 status = await self.image_status(img.id)
-            return img if status is None else _replace_created(img, status.created_at)
+            return img if status is None else dataclasses.replace(img, created_at=status.created_at)
 
         return list(await asyncio.gather(*(one(i) for i in images)))
 
@@ -218,22 +200,17 @@ class CriClient:
         An image that is already gone is not an error. The runtime does NOT check
         whether a container uses the image: callers must."""
         try:
-            await self._images.RemoveImage(
+            await self._call(
+                f"RemoveImage {ref}",
+                self._images.RemoveImage,
                 api_pb2.RemoveImageRequest(image=api_pb2.ImageSpec(image=ref)),
-                timeout=self.timeout,
             )
-        except grpc.aio.AioRpcError as err:
-            if err.code() == grpc.StatusCode.NOT_FOUND:
-                return
-            raise self._translate(f"RemoveImage {ref}", err) from err
+        except errors.CriCallFailed as err:
+            if err.code != "NOT_FOUND":  # already gone
+                raise
 
     async def image_fs_info(self) -> list[types.FilesystemUsage]:
         resp = await self._call(
-            "ImageFsInfo",
-            lambda t: self._images.ImageFsInfo(api_pb2.ImageFsInfoRequest(), timeout=t),
+            "ImageFsInfo", self._images.ImageFsInfo, api_pb2.ImageFsInfoRequest()
         )
         return [convert.filesystem(f) for f in resp.image_filesystems]
-
-
-def _replace_created(img: types.Image, created: datetime.datetime | None) -> types.Image:
-    return dataclasses.replace(img, created_at=created)

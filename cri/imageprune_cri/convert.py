@@ -45,15 +45,6 @@ def container(msg: api_pb2.Container) -> types.Container:
     )
 
 
-def sandbox(msg: api_pb2.PodSandbox) -> types.PodSandbox:
-    return types.PodSandbox(
-        id=msg.id,
-        name=msg.metadata.name,
-        namespace=msg.metadata.namespace,
-        ready=msg.state == api_pb2.SANDBOX_READY,
-    )
-
-
 def sandbox_image(info: dict[str, str]) -> str | None:
     """The sandbox image from a verbose Status' info. containerd reports its CRI
     config as JSON under "config" with the key "sandboxImage" (1.x and 2.x);

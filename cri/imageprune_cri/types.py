@@ -50,9 +50,6 @@ class Container:
 @dataclasses.dataclass(frozen=True, slots=True)
 class PodSandbox:
     id: str
-    name: str
-    namespace: str
-    ready: bool
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,16 +60,7 @@ class RuntimeVersion:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class RuntimeCondition:
-    type: str
-    status: bool
-    reason: str = ""
-    message: str = ""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
 class RuntimeStatus:
-    conditions: tuple[RuntimeCondition, ...]
     # The pod sandbox (pause) image the runtime is configured with, when it says
     # (containerd: Status verbose info "config" -> "sandboxImage"); else None.
     sandbox_image: str | None = None

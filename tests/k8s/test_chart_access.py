@@ -254,26 +254,9 @@ def test_agent_token_without_node_is_refused(
 def task_editor(kube_control_plane: ControlPlane, release: str) -> Iterator[Path]:
     """A person whom RBAC lets edit tasks (every verb) but not policies."""
     plane = kube_control_plane
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": "task-editor"},
-        "rules": [
-            {"apiGroups": ["imageprune.io"], "resources": ["imageprunetasks"], "verbs": ["*"]}
-        ],
-    }
-    plane.kubectl("apply", "-f", "-", stdin=json.dumps(role))
-    plane.kubectl(
-        "create",
-        "clusterrolebinding",
-        "task-editor",
-        "--clusterrole=task-editor",
-        "--user=task-editor",
-    )
-    try:
-        yield plane.user_kubeconfig("task-editor")
-    finally:
-        plane.kubectl("delete", "clusterrolebinding,clusterrole", "task-editor")
+    rules = [{"apiGroups": ["imageprune.io"], "resources": ["imageprunetasks"], "verbs": ["*"]}]
+    with plane.user_with_rules("task-editor", rules) as kubeconfig:
+        yield kubeconfig
 
 
 def test_only_the_operator_creates_tasks(

@@ -118,6 +118,40 @@ def test_operator_deployment_defaults(helm: chart.Helm) -> None:
     assert container["args"][0] == "operator"
     # The flags are the real program's: its own parser takes them.
     operator_main.build_parser().parse_args(container["args"][1:])
+    # The standby should not share the leader's node, and a drain evicts one at a time.
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    (spread,) = pod["affinity"]["podAntiAffinity"][
+        "preferredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert spread["podAffinityTerm"] == {
+        "topologyKey": "kubernetes.io/hostname",
+        "labelSelector": {"matchLabels": selector},
+    }
+    budget = find(objects, "PodDisruptionBudget")
+    assert budget["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
+
+
+def test_one_operator_replica_gets_no_spread_and_no_budget(helm: chart.Helm) -> None:
+    objects = helm.template({"operator": {"replicas": 1}})
+    assert "affinity" not in pod_spec(objects, "Deployment")
+    assert "PodDisruptionBudget" not in kinds(objects)
+
+
+def test_the_users_operator_affinity_replaces_the_default_spread(helm: chart.Helm) -> None:
+    mine = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {
+                "nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "role", "operator": "In", "values": ["infra"]}]}
+                ]
+            }
+        }
+    }
+    objects = helm.template(
+        {"operator": {"affinity": mine, "podDisruptionBudget": {"enabled": False}}}
+    )
+    assert pod_spec(objects, "Deployment")["affinity"] == mine
+    assert "PodDisruptionBudget" not in kinds(objects)
 
 
 def test_agent_daemonset_defaults(helm: chart.Helm) -> None:

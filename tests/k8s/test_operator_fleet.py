@@ -5,7 +5,6 @@ refuses that verb."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -71,28 +70,20 @@ def test_a_finished_task_wakes_its_policy_for_the_next_wave_and_the_status(
 def test_without_deletecollection_a_deleted_policy_s_tasks_go_one_by_one(
     plane: ControlPlane, tmp_path: Path
 ) -> None:
-    user = "imageprune-operator-old-rbac"
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": user},
-        "rules": rbac.without_deletecollection(),  # RBAC from before the verb
-    }
-    plane.kubectl("apply", "-f", "-", stdin=json.dumps(role))
-    plane.kubectl("create", "clusterrolebinding", user, f"--clusterrole={user}", f"--user={user}")
-    kubeconfig = plane.user_kubeconfig(user)
-    allowed = plane.kubectl(
-        "auth",
-        "can-i",
-        "deletecollection",
-        "imageprunetasks.imageprune.io",
-        f"--kubeconfig={kubeconfig}",
-        check=False,
-    )
-    assert allowed.stdout.strip() == "no", allowed  # the verb is really missing
-    for name in ("old-rbac-0", "old-rbac-1"):
-        cluster.create_node(plane, name, {"test": "old-rbac"})
-    try:
+    # RBAC from before the verb
+    rules = rbac.without_deletecollection()
+    with plane.user_with_rules("imageprune-operator-old-rbac", rules) as kubeconfig:
+        allowed = plane.kubectl(
+            "auth",
+            "can-i",
+            "deletecollection",
+            "imageprunetasks.imageprune.io",
+            f"--kubeconfig={kubeconfig}",
+            check=False,
+        )
+        assert allowed.stdout.strip() == "no", allowed  # the verb is really missing
+        for name in ("old-rbac-0", "old-rbac-1"):
+            cluster.create_node(plane, name, {"test": "old-rbac"})
         # An old chart's rules have no leases either: one operator, no election.
         with cluster.operator(
             plane, tmp_path, kubeconfig=kubeconfig, extra_args=["--no-leader-election"]
@@ -109,5 +100,3 @@ def test_without_deletecollection_a_deleted_policy_s_tasks_go_one_by_one(
             plane.kubectl("delete", "imageprunepolicy", "old-rbac", "--wait=true")
             assert cluster.tasks(plane, "old-rbac") == {}
             assert operator.alive(), operator.log_tail()
-    finally:
-        plane.kubectl("delete", "clusterrolebinding,clusterrole", user, "--ignore-not-found")

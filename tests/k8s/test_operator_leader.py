@@ -198,31 +198,21 @@ def test_a_leader_whose_lease_is_taken_exits_instead_of_writing_beside_the_new_h
 def test_an_operator_refused_the_lease_by_rbac_exits_naming_the_permission(
     plane: ControlPlane, tmp_path: Path
 ) -> None:
-    user = "imageprune-operator-no-leases"
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": user},
-        "rules": rbac.OPERATOR_RULES,  # everything but the chart's leases Role
-    }
-    plane.kubectl("apply", "-f", "-", stdin=json.dumps(role))
-    plane.kubectl("create", "clusterrolebinding", user, f"--clusterrole={user}", f"--user={user}")
     (tmp_path / "op").mkdir()
     args = [f"--lease-namespace={LEASE_NAMESPACE}", "--lease-name=refused", *FAST]
-    operator = cluster.OperatorProcess(
-        plane,
-        tmp_path / "op",
-        interval=1.0,
-        kubeconfig=plane.user_kubeconfig(user),
-        extra_args=args,
-    )
-    try:
-        code = cluster.wait_for("it to give up", operator.exit_code)
-        log = operator.log_tail()
-        assert code == 1, log
-        assert "leases.coordination.k8s.io in namespace default" in log, log
-        assert "Traceback" not in log, log
-        assert not logged(operator, STARTING), log  # kopf never ran
-        assert spec(plane, "refused") == {}
-    finally:
-        operator.stop()
+    # Everything but the chart's leases Role.
+    rules = rbac.OPERATOR_RULES
+    with plane.user_with_rules("imageprune-operator-no-leases", rules) as kubeconfig:
+        operator = cluster.OperatorProcess(
+            plane, tmp_path / "op", interval=1.0, kubeconfig=kubeconfig, extra_args=args
+        )
+        try:
+            code = cluster.wait_for("it to give up", operator.exit_code)
+            log = operator.log_tail()
+            assert code == 1, log
+            assert "leases.coordination.k8s.io in namespace default" in log, log
+            assert "Traceback" not in log, log
+            assert not logged(operator, STARTING), log  # kopf never ran
+            assert spec(plane, "refused") == {}
+        finally:
+            operator.stop()

@@ -418,6 +418,29 @@ class ControlPlane:
         self._write_kubeconfig(path, username, issue_cert(self.ca, username, organizations=groups))
         return path
 
+    @contextlib.contextmanager
+    def user_with_rules(self, username: str, rules: Sequence[Mapping[str, Any]]) -> Iterator[Path]:
+        """A kubeconfig for `username`, bound cluster-wide to a ClusterRole of the same
+        name that holds exactly `rules`; the role and its binding go afterwards."""
+        role = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": username},
+            "rules": list(rules),
+        }
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(role))
+        self.kubectl(
+            "create",
+            "clusterrolebinding",
+            username,
+            f"--clusterrole={username}",
+            f"--user={username}",
+        )
+        try:
+            yield self.user_kubeconfig(username)
+        finally:
+            self.kubectl("delete", "clusterrolebinding,clusterrole", username, "--ignore-not-found")
+
     def kubectl(
         self,
         *args: str,

@@ -28,7 +28,6 @@ def prune_run(
         containers=(),
         sandbox_images=frozenset(),
         disk=before,
-        runtime=types.RuntimeVersion("containerd", "2.0", "v1"),
     )
     plan = planner.Plan(
         verdicts=(

@@ -50,6 +50,7 @@ def test_the_node_name_is_required(
         (["--metrics-port", "9000", "--health-port", "9000"], "must differ"),
         (["--timeout", "-1"], "between 0 and 3600"),
         (["--log-format", "xml"], "invalid choice"),
+        (["--state-dir", ""], "--state-dir: the path is empty"),
     ],
 )
 def test_bad_flags(flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

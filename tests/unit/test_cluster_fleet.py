@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from imageprune.api import task as api_task
 from imageprune.cluster import fleet, observed
 
 pytestmark = pytest.mark.unit
@@ -109,7 +110,7 @@ def test_what_is_kept_of_a_node_and_a_task_reads_as_the_whole() -> None:
             "keptTruncated": 3,
         },
     }
-    reduced = fleet.task_essentials(body)
+    reduced = api_task.essentials(body)
     assert reduced["status"]["report"] == {"dryRun": True, "removedImages": 2, "keptTruncated": 3}
     assert reduced["metadata"]["ownerReferences"] == body["metadata"]["ownerReferences"]
     assert observed.task_view(reduced) == observed.task_view(body)

@@ -44,6 +44,13 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _directory(text: str) -> Path:
+    # Path("") is ".": an empty --state-dir would quietly mean the working directory.
+    if not text:
+        raise argparse.ArgumentTypeError("the path is empty")
+    return Path(text)
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -80,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--state-dir",
-        type=Path,
+        type=_directory,
         default=Path("/var/lib/imageprune"),
         metavar="DIR",
         help="usage records and the run ledger (default: /var/lib/imageprune)",
@@ -163,7 +170,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings,
             kube=kube,
             runtime=runtime,
-            cri_timeout=args.timeout,
             metrics_port=args.metrics_port,
             health_port=args.health_port,
         )
@@ -175,7 +181,6 @@ async def _serve(
     *,
     kube: Client,
     runtime: endpoint.Endpoint,
-    cri_timeout: float,
     metrics_port: int,
     health_port: int,
 ) -> int:
@@ -185,7 +190,9 @@ async def _serve(
         log.error("%s", err)
         return EXIT_USAGE
     metrics = Metrics()
-    async with CriClient(runtime.target, timeout=cri_timeout, origin=runtime.origin) as cri:
+    async with CriClient(
+        runtime.target, timeout=settings.runtime_timeout, origin=runtime.origin
+    ) as cri:
         agent = runner.Agent(settings, kube=kube, cri=cri, metrics=metrics)
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -66,6 +66,10 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+def _generation(obj: Object) -> int:
+    return int(obj.get("metadata", {}).get("generation") or 0)
+
+
 class Agent:
     def __init__(
         self, settings: Settings, *, kube: Client, cri: CriClient, metrics: Metrics
@@ -107,12 +111,7 @@ class Agent:
 
     async def run(self) -> None:
         """Until stop(); a loop that dies of a bug stops the agent (and is raised)."""
-        loops: dict[str, Callable[[], Coroutine[Any, Any, None]]] = {
-            "watch": self._watch,
-            "work": self._work,
-            "usage": self._usage,
-            "disk": self._disk,
-        }
+        loops = {"watch": self._watch, "work": self._work, "usage": self._usage, "disk": self._disk}
         self._loops = {name: asyncio.create_task(loop(), name=name) for name, loop in loops.items()}
         stopping = asyncio.create_task(self._stopping.wait())
         await asyncio.wait([*self._loops.values(), stopping], return_when=asyncio.FIRST_COMPLETED)
@@ -136,9 +135,8 @@ class Agent:
         window = 3 * (self.settings.usage_interval + self.settings.runtime_timeout)
         now = time.monotonic()
         contact = self.last_runtime_contact
-        runtime_recent = (contact is not None and now - contact < window) or (
-            contact is None and now - self._started < window
-        )
+        # No answer yet: the agent counts as just started.
+        runtime_recent = now - (self._started if contact is None else contact) < window
         last_api = self.watcher.last_contact
         return watching and runtime_recent, {
             "watching": watching,
@@ -207,7 +205,7 @@ class Agent:
                 self._busy.discard(loop)
 
     async def _requested_run(self, name: str, obj: Object, run_id: str) -> None:
-        generation = int(obj.get("metadata", {}).get("generation") or 0)
+        generation = _generation(obj)
         try:
             spec = api_task.spec_from_dict(obj.get("spec") or {})
             selection = selection_from_spec(spec.selection)
@@ -321,7 +319,9 @@ class Agent:
             reason, message = outcome.judge(
                 run.report, images_seen=len(run.observation.plan.verdicts)
             )
-            self._count(run)
+            taken = outcome.removed(run.report)
+            self.metrics.images_removed.inc(len(taken))
+            self.metrics.bytes_reclaimed.inc(sum(r.image.size for r in taken))
             self.metrics.errors.labels("removal").inc(len(run.report.failed))
         elapsed = time.monotonic() - clock
         self.metrics.run_duration.observe(elapsed)
@@ -394,11 +394,6 @@ class Agent:
         finally:
             stopping.cancel()
 
-    def _count(self, run: service.PruneRun) -> None:
-        taken = outcome.removed(run.report)
-        self.metrics.images_removed.inc(len(taken))
-        self.metrics.bytes_reclaimed.inc(sum(r.image.size for r in taken))
-
     # ---- usage records and the runtime's condition ------------------------------------
 
     async def _usage(self) -> None:
@@ -450,20 +445,15 @@ class Agent:
             + self.runtime_error
         )
         for name, obj in list(self.tasks.items()):
-            if (
-                status.runtime_condition(
-                    obj.get("status") or {}, available=up, message=message, generation=0, now=_now()
-                )
-                is None
-            ):
-                continue  # as the cache last saw it; the writer re-checks the fresh one
             build = functools.partial(
                 status.runtime_condition,
                 available=up,
                 message=message,
-                generation=int(obj.get("metadata", {}).get("generation") or 0),
+                generation=_generation(obj),
                 now=_now(),
             )
+            if build(obj.get("status") or {}) is None:
+                continue  # as the cache last saw it; the writer re-checks the fresh one
             # Best effort: the next usage tick looks again, so it must not wait here
             # (holding the engine lock) for an apiserver that is away.
             await self.writer.write(name, build, retry=False)
@@ -487,13 +477,9 @@ class Agent:
                 # After finishing the operator's run, report under its id: a disk run of
                 # its own id would make the operator read this node as pending for that
                 # run, which it already did, and the rollout would never complete.
-                finished = self.ledger.done(name)
-                released = (obj.get("spec") or {}).get("runId")
-                run_id = (
-                    finished
-                    if finished and finished == released
-                    else "disk-" + _now().strftime("%Y%m%dT%H%M%SZ")
-                )
+                run_id = self.ledger.done(name)
+                if not run_id or run_id != (obj.get("spec") or {}).get("runId"):
+                    run_id = "disk-" + _now().strftime("%Y%m%dT%H%M%SZ")
                 log.info(
                     "task %s: image filesystem %.1f%% full, at or above highPercent %g: run %s",
                     name,
@@ -510,7 +496,7 @@ class Agent:
                         trigger=Trigger.DISK_PRESSURE.value,
                         selection=selection,
                         dry_run=mode is not Mode.ENFORCE,
-                        generation=int(obj.get("metadata", {}).get("generation") or 0),
+                        generation=_generation(obj),
                     ),
                 )
                 fs = await self._image_filesystem()  # the run may have freed space

@@ -56,7 +56,15 @@ def started(
     now: datetime.datetime,
 ) -> Body:
     """A run begins: the operator counts the node as running from here on."""
-    conds = _set_conditions(
+    return _with_conditions(
+        {
+            "runId": run_id,
+            "trigger": trigger,
+            "startTime": times.to_rfc3339(now),
+            "completionTime": None,
+            "report": None,
+            "message": f"run {run_id} started",
+        },
         current,
         ((Type.PROGRESSING, Status.TRUE), (Type.READY, Status.UNKNOWN)),
         reason=Reason.RUNNING,
@@ -64,16 +72,6 @@ def started(
         generation=generation,
         now=now,
     )
-    return {
-        "runId": run_id,
-        "trigger": trigger,
-        "startTime": times.to_rfc3339(now),
-        "completionTime": None,
-        "report": None,
-        "message": f"run {run_id} started",
-        "observedGeneration": generation,
-        "conditions": conds,
-    }
 
 
 def finished(
@@ -91,7 +89,15 @@ def finished(
     """A run ends, well (reason Succeeded) or not (any other reason): Ready says which,
     Degraded carries the failure's reason."""
     ok = reason is Reason.SUCCEEDED
-    conds = _set_conditions(
+    return _with_conditions(
+        {
+            "runId": run_id,
+            "trigger": trigger,
+            "startTime": times.to_rfc3339(started_at),
+            "completionTime": times.to_rfc3339(now),
+            "report": dict(report) if report is not None else None,
+            "message": _short(message),
+        },
         current,
         (
             (Type.READY, Status.TRUE if ok else Status.FALSE),
@@ -103,16 +109,6 @@ def finished(
         generation=generation,
         now=now,
     )
-    return {
-        "runId": run_id,
-        "trigger": trigger,
-        "startTime": times.to_rfc3339(started_at),
-        "completionTime": times.to_rfc3339(now),
-        "report": dict(report) if report is not None else None,
-        "message": _short(message),
-        "observedGeneration": generation,
-        "conditions": conds,
-    }
 
 
 def left_unfinished(
@@ -127,7 +123,8 @@ def left_unfinished(
     drain): no completionTime and no report, as after a crash, so that the agent's next
     start runs it again (wanted_run) and the operator keeps counting the node as running
     rather than failed."""
-    conds = _set_conditions(
+    return _with_conditions(
+        {"runId": run_id, "completionTime": None, "report": None, "message": _short(message)},
         current,
         ((Type.PROGRESSING, Status.TRUE), (Type.READY, Status.UNKNOWN)),
         reason=Reason.INTERRUPTED,
@@ -135,14 +132,6 @@ def left_unfinished(
         generation=generation,
         now=now,
     )
-    return {
-        "runId": run_id,
-        "completionTime": None,
-        "report": None,
-        "message": _short(message),
-        "observedGeneration": generation,
-        "conditions": conds,
-    }
 
 
 def runtime_condition(
@@ -178,7 +167,8 @@ def runtime_condition(
     }
 
 
-def _set_conditions(
+def _with_conditions(
+    body: Body,
     current: Mapping[str, object],
     states: Sequence[tuple[Type, Status]],
     *,
@@ -186,9 +176,9 @@ def _set_conditions(
     message: str,
     generation: int,
     now: datetime.datetime,
-) -> Sequence[Mapping[str, object]]:
-    """The current conditions with each (type, status) of `states` set, in that order,
-    all for one reason and message."""
+) -> Body:
+    """`body` with observedGeneration and the current conditions, each (type, status) of
+    `states` set in that order, all for one reason and message."""
     conds = _conditions(current)
     for kind, state in states:
         conds = conditions.set_condition(
@@ -200,7 +190,7 @@ def _set_conditions(
             observed_generation=generation,
             now=now,
         )
-    return conds
+    return {**body, "observedGeneration": generation, "conditions": conds}
 
 
 def _conditions(current: Mapping[str, object]) -> Sequence[Mapping[str, object]]:

@@ -8,6 +8,7 @@ import dataclasses
 import enum
 from collections.abc import Mapping
 
+from imageprune.api import checks
 from imageprune.policy import selection
 
 
@@ -83,7 +84,7 @@ def from_dict(value: object, path: str) -> LabelSelector:
     if value is None:
         return EVERY_NODE
     body = _mapping(value, path)
-    _no_unknown(body, path, {"matchLabels", "matchExpressions"})
+    checks.no_unknown(body, path, {"matchLabels", "matchExpressions"})
     labels = _mapping(_or(body.get("matchLabels"), {}), f"{path}.matchLabels")
     pairs = []
     for key, label in labels.items():
@@ -102,17 +103,11 @@ def from_dict(value: object, path: str) -> LabelSelector:
 
 def _requirement(value: object, path: str) -> Requirement:
     body = _mapping(value, path)
-    _no_unknown(body, path, {"key", "operator", "values"})
+    checks.no_unknown(body, path, {"key", "operator", "values"})
     key = body.get("key")
     if not isinstance(key, str) or not key:
         raise selection.PolicyError(f"{path}.key", "required, a label key")
-    try:
-        operator = Operator(str(body.get("operator")))
-    except ValueError:
-        choices = ", ".join(operator.value for operator in Operator)
-        raise selection.PolicyError(
-            f"{path}.operator", f"must be one of {choices} (got {body.get('operator')!r})"
-        ) from None
+    operator = checks.choice(Operator, body.get("operator"), f"{path}.operator")
     values = _or(body.get("values"), [])
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise selection.PolicyError(f"{path}.values", "must be a list of strings")
@@ -131,11 +126,3 @@ def _mapping(value: object, path: str) -> Mapping[str, object]:
     if not isinstance(value, Mapping):
         raise selection.PolicyError(path, "must be a mapping")
     return value
-
-
-def _no_unknown(body: Mapping[str, object], path: str, known: set[str]) -> None:
-    unknown = sorted(str(key) for key in body if key not in known)
-    if unknown:
-        raise selection.PolicyError(
-            f"{path}.{unknown[0]}", f"unknown field; expected one of {', '.join(sorted(known))}"
-        )

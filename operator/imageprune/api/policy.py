@@ -10,7 +10,7 @@ import enum
 import zoneinfo
 from collections.abc import Mapping
 
-from imageprune.api import intorpercent, labelselector
+from imageprune.api import checks, intorpercent, labelselector
 from imageprune.policy import durations, selection
 
 
@@ -96,15 +96,7 @@ def parse_spec(spec: Mapping[str, object]) -> PolicySpec:
 
 
 def _mode(value: object) -> Mode:
-    if value is None:
-        return Mode.DRY_RUN
-    try:
-        return Mode(str(value))
-    except ValueError:
-        choices = ", ".join(mode.value for mode in Mode)
-        raise selection.PolicyError(
-            "spec.mode", f"must be one of {choices} (got {value!r})"
-        ) from None
+    return Mode.DRY_RUN if value is None else checks.choice(Mode, value, "spec.mode")
 
 
 def _suspend(value: object) -> bool:
@@ -138,12 +130,7 @@ def _rollout(value: object) -> Rollout:
     path = "spec.rollout"
     if not isinstance(value, Mapping):
         raise selection.PolicyError(path, "must be a mapping")
-    unknown = sorted(str(key) for key in value if key not in _ROLLOUT_FIELDS)
-    if unknown:
-        expected = ", ".join(sorted(_ROLLOUT_FIELDS))
-        raise selection.PolicyError(
-            f"{path}.{unknown[0]}", f"unknown field; expected one of {expected}"
-        )
+    checks.no_unknown(value, path, _ROLLOUT_FIELDS)
     concurrent = value.get("maxConcurrentNodes")
     failed = value.get("maxFailedNodes")
     timeout = value.get("nodeTimeout")

@@ -8,17 +8,17 @@ import dataclasses
 import datetime
 import hashlib
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import Any
 
-from imageprune.api import names, times
+from imageprune.api import checks, fields, names, times
 from imageprune.api.policy import Mode, Trigger
 from imageprune.policy import selection
-
-_Choice = TypeVar("_Choice", Trigger, Mode)
 
 MAX_NAME = 253  # a DNS subdomain, like every object name
 MAX_LABEL_VALUE = 63
 _DIGEST_LENGTH = 16  # hex digits: 64 bits, collisions out of reach for any cluster
+# A report's per-image lists: up to about 35 KB a task, read only to explain one image.
+_PER_IMAGE_LISTS = ("results", "kept")
 
 
 def task_name(policy: str, node: str) -> str:
@@ -35,6 +35,28 @@ def label_value(name: str) -> str:
     """An object name as a label value (at most 63 characters; node and policy names may
     be longer): as it is when it fits, else shortened and ending in its hash."""
     return name if len(name) <= MAX_LABEL_VALUE else _shortened(name, MAX_LABEL_VALUE, name)
+
+
+def essentials(body: Mapping[str, Any]) -> dict[str, Any]:
+    """A task without its report's per-image lists: what is kept of each task where a
+    policy's tasks are held together (the operator's index, the plugin's status), so
+    that thousands of them stay small in memory and a page of a listing stays within
+    the client's answer bound."""
+    metadata, status = (
+        fields.mapping(body.get("metadata")),
+        dict(fields.mapping(body.get("status"))),
+    )
+    if "report" in status:
+        report = fields.mapping(status["report"])
+        status["report"] = {k: v for k, v in report.items() if k not in _PER_IMAGE_LISTS}
+    return {
+        "metadata": {
+            "name": metadata.get("name"),
+            "ownerReferences": metadata.get("ownerReferences"),
+        },
+        "spec": body.get("spec"),
+        "status": status,
+    }
 
 
 def _shortened(text: str, limit: int, identity: str) -> str:
@@ -89,8 +111,8 @@ def spec_from_dict(spec: Mapping[str, object]) -> TaskSpec:
         policy_name=_string(spec, "policyName"),
         policy_generation=generation,
         run_id=_string(spec, "runId"),
-        trigger=_choice(Trigger, spec, "trigger"),
-        mode=_choice(Mode, spec, "mode"),
+        trigger=checks.choice(Trigger, _string(spec, "trigger"), "spec.trigger"),
+        mode=checks.choice(Mode, _string(spec, "mode"), "spec.mode"),
         selection=chosen,
         requested_at=requested_at,
     )
@@ -128,14 +150,3 @@ def _string(spec: Mapping[str, object], field: str) -> str:
     if not isinstance(value, str) or not value:
         raise selection.PolicyError(f"spec.{field}", "required, a non-empty string")
     return value
-
-
-def _choice(kind: type[_Choice], spec: Mapping[str, object], field: str) -> _Choice:
-    value = _string(spec, field)
-    try:
-        return kind(value)
-    except ValueError:
-        choices = ", ".join(member.value for member in kind)
-        raise selection.PolicyError(
-            f"spec.{field}", f"must be one of {choices} (got {value!r})"
-        ) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import collections
 import datetime
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import TextIO
 
 from imageprune.node import executor, planner, report, service, usage
@@ -24,13 +24,6 @@ def age_text(moment: datetime.datetime | None, now: datetime.datetime) -> str:
 
 def _iso(moment: datetime.datetime | None) -> str | None:
     return moment.isoformat().replace("+00:00", "Z") if moment else None
-
-
-def _table(rows: Sequence[Sequence[str]], stream: TextIO) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        stream.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
-        stream.write("\n")
 
 
 def verdict_json(v: planner.Verdict, record: usage.UsageRecord | None) -> dict[str, object]:
@@ -80,7 +73,10 @@ def images(
                 v.detail,
             ]
         )
-    _table(rows, stream)
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        stream.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        stream.write("\n")
     stream.write(
         f"\n{len(plan.removable)} of {len(plan.verdicts)} images removable, "
         f"{quantities.format_bytes(plan.removable_bytes)}\n"

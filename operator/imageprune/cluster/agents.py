@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from imageprune.api.fields import mapping
 from imageprune.cluster import observed
 
 
@@ -25,9 +26,9 @@ class AgentPods:
         self.synced = True
 
     def update(self, kind: str, pod: Mapping[str, Any]) -> None:
-        metadata = _mapping(pod.get("metadata"))
+        metadata = mapping(pod.get("metadata"))
         uid = str(metadata.get("uid") or metadata.get("name") or "")
-        node = _mapping(pod.get("spec")).get("nodeName")
+        node = mapping(pod.get("spec")).get("nodeName")
         if kind == "DELETED" or not isinstance(node, str) or not node:
             self._pods.pop(uid, None)  # gone, or not scheduled yet
             return
@@ -44,8 +45,8 @@ class AgentPods:
 def pod_essentials(pod: Mapping[str, Any]) -> dict[str, Any]:
     """What AgentPods.update reads of a pod, as the watch delivers it: of its conditions,
     only whether it is Ready."""
-    metadata = _mapping(pod.get("metadata"))
-    node = _mapping(pod.get("spec")).get("nodeName")
+    metadata = mapping(pod.get("metadata"))
+    node = mapping(pod.get("spec")).get("nodeName")
     return {
         "metadata": {key: metadata.get(key) for key in ("uid", "name", "deletionTimestamp")},
         "spec": {"nodeName": sys.intern(node) if isinstance(node, str) else None},
@@ -58,9 +59,5 @@ def _ready(pod: Mapping[str, Any]) -> bool:
 
 
 def _conditions(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    found = _mapping(pod.get("status")).get("conditions")
+    found = mapping(pod.get("status")).get("conditions")
     return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list | tuple) else []
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}

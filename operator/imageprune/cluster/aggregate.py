@@ -10,6 +10,7 @@ import datetime
 from collections.abc import Mapping, Sequence
 
 from imageprune.api import conditions, times
+from imageprune.api.fields import integer, mapping
 from imageprune.cluster import fanout, observed
 from imageprune.policy import quantities
 
@@ -36,7 +37,7 @@ def status(
     """The whole policy status for this plan (before its writes land: a node released now
     counts as pending until its agent starts)."""
     body: dict[str, object] = {"observedGeneration": context.generation}
-    old_conditions = _conditions(previous)
+    old_conditions = _listed(previous, "conditions")
     if run is None:
         body["conditions"] = _set_all(
             old_conditions,
@@ -67,7 +68,7 @@ def invalid(
         **previous,
         "observedGeneration": generation,
         "conditions": _set_all(
-            _conditions(previous),
+            _listed(previous, "conditions"),
             context,
             ready=(_False, "InvalidSpec", message),
             progressing=(_False, "InvalidSpec", message),
@@ -119,7 +120,7 @@ def _run(
     body.pop("completionTime", None)
     if done:
         # Kept from the previous status for the same run: it completed once, at that time.
-        old = _mapping(previous.get("run"))
+        old = mapping(previous.get("run"))
         same = old.get("id") == run.id and isinstance(old.get("completionTime"), str)
         body["completionTime"] = old["completionTime"] if same else times.to_rfc3339(context.now)
     return body, noted[observed.NodeState.FAILED], noted[observed.NodeState.SKIPPED]
@@ -131,10 +132,10 @@ def _run_conditions(
     skipped_nodes: Sequence[Mapping[str, str]],
     context: Context,
 ) -> list[Mapping[str, object]]:
-    nodes = _mapping(run.get("nodes"))
-    matched, failed = _int(nodes.get("matched")), _int(nodes.get("failed"))
-    running, skipped = _int(nodes.get("running")), _int(nodes.get("skipped"))
-    succeeded = _int(nodes.get("succeeded"))
+    nodes = mapping(run.get("nodes"))
+    matched, failed = integer(nodes.get("matched")), integer(nodes.get("failed"))
+    running, skipped = integer(nodes.get("running")), integer(nodes.get("skipped"))
+    succeeded = integer(nodes.get("succeeded"))
     skips = _skips(skipped, skipped_nodes)
     progress = (
         f"run {run.get('id')}: {succeeded + failed} of {matched} nodes done, {running} running"
@@ -144,14 +145,9 @@ def _run_conditions(
     degraded = (_True, "NodesFailed", failures) if failed else (_False, "AsExpected", "")
     if run.get("paused"):
         reason = str(run.get("pausedReason", ""))
-        return _set_all(
-            old,
-            context,
-            ready=(_False, "RolloutPaused", reason),
-            progressing=(_False, "RolloutPaused", reason),
-            degraded=(_True, "RolloutPaused", reason),
-        )
-    if "completionTime" in run:
+        paused = (_False, "RolloutPaused", reason)
+        ready, progressing, degraded = paused, paused, (_True, "RolloutPaused", reason)
+    elif "completionTime" in run:
         if matched == 0:
             ready = (_True, "NoMatchingNodes", "no node matches spec.nodeSelector")
         elif failed:
@@ -161,29 +157,13 @@ def _run_conditions(
         else:
             done = f"run {run.get('id')} succeeded on {succeeded} nodes"
             ready = (_True, "RunSucceeded", done + skips)
-        return _set_all(
-            old,
-            context,
-            ready=ready,
-            progressing=(_False, "RunCompleted", progress),
-            degraded=degraded,
-        )
-    if context.suspended and running == 0:
+        progressing = (_False, "RunCompleted", progress)
+    elif context.suspended and running == 0:
         waiting = f"suspended; {progress}"
-        return _set_all(
-            old,
-            context,
-            ready=(_Unknown, "Suspended", waiting),
-            progressing=(_False, "Suspended", waiting),
-            degraded=degraded,
-        )
-    return _set_all(
-        old,
-        context,
-        ready=(_Unknown, "RunInProgress", progress),
-        progressing=(_True, "Running", progress),
-        degraded=degraded,
-    )
+        ready, progressing = (_Unknown, "Suspended", waiting), (_False, "Suspended", waiting)
+    else:
+        ready, progressing = (_Unknown, "RunInProgress", progress), (_True, "Running", progress)
+    return _set_all(old, context, ready=ready, progressing=progressing, degraded=degraded)
 
 
 _Value = tuple[conditions.Status, str, str]
@@ -250,7 +230,7 @@ class Event:
 def events(old: Mapping[str, object], new: Mapping[str, object]) -> list[Event]:
     """What changed between two statuses that a person should see in `kubectl describe`:
     node failed or skipped, rollout paused, run completed (run started: see started())."""
-    old_run, new_run = _mapping(old.get("run")), _mapping(new.get("run"))
+    old_run, new_run = mapping(old.get("run")), mapping(new.get("run"))
     if not new_run:
         return []
     same_run = old_run.get("id") == new_run.get("id")
@@ -259,34 +239,34 @@ def events(old: Mapping[str, object], new: Mapping[str, object]) -> list[Event]:
         ("failedNodes", "NodeFailed", "failed"),
         ("skippedNodes", "NodeSkipped", "was skipped"),
     ):
-        known = {str(f.get("node")) for f in _notes(old, field)} if same_run else set()
+        known = {str(f.get("node")) for f in _listed(old, field)} if same_run else set()
         found.extend(
             Event(
                 True,
                 reason,
                 f"node {note.get('node')} {verb} ({note.get('reason')}): {note.get('message')}",
             )
-            for note in _notes(new, field)
+            for note in _listed(new, field)
             if note.get("node") not in known
         )
     if new_run.get("paused") and not (same_run and old_run.get("paused")):
         found.append(Event(True, "RolloutPaused", str(new_run.get("pausedReason", ""))))
     if "completionTime" in new_run and not (same_run and "completionTime" in old_run):
-        nodes = _mapping(new_run.get("nodes"))
+        nodes = mapping(new_run.get("nodes"))
         if new_run.get("mode") == "DryRun":
             outcome = (
                 f"{new_run.get('candidates')} images"
-                f" ({quantities.format_bytes(_int(new_run.get('candidateBytes')))}) would go"
+                f" ({quantities.format_bytes(integer(new_run.get('candidateBytes')))}) would go"
             )
         else:
             outcome = f"{new_run.get('imagesRemoved')} images removed, {new_run.get('reclaimed')}"
         found.append(
             Event(
-                bool(_int(nodes.get("failed"))),
+                bool(integer(nodes.get("failed"))),
                 "RunCompleted",
                 f"run {new_run.get('id')} completed: {nodes.get('succeeded')} of"
                 f" {nodes.get('matched')} nodes succeeded, {nodes.get('failed')} failed,"
-                f" {_int(nodes.get('skipped'))} skipped;"
+                f" {integer(nodes.get('skipped'))} skipped;"
                 f" {outcome}",
             )
         )
@@ -317,19 +297,6 @@ def merge_patch(old: Mapping[str, object], new: Mapping[str, object]) -> dict[st
     return patch
 
 
-def _conditions(status: Mapping[str, object]) -> list[Mapping[str, object]]:
-    found = status.get("conditions")
-    return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list) else []
-
-
-def _notes(status: Mapping[str, object], field: str) -> list[Mapping[str, object]]:
+def _listed(status: Mapping[str, object], field: str) -> list[Mapping[str, object]]:
     found = status.get(field)
     return [f for f in found if isinstance(f, Mapping)] if isinstance(found, list) else []
-
-
-def _mapping(value: object) -> Mapping[str, object]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0

@@ -112,27 +112,6 @@ def node_essentials(node: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-_PER_IMAGE_LISTS = ("results", "kept")
-
-
-def task_essentials(body: Mapping[str, Any]) -> dict[str, Any]:
-    """What the operator reads of a task: its report's per-image lists (results, kept)
-    can be tens of KB, and the operator reads neither."""
-    metadata = _mapping(body.get("metadata"))
-    status = dict(_mapping(body.get("status")))
-    if "report" in status:
-        report = _mapping(status["report"])
-        status["report"] = {k: v for k, v in report.items() if k not in _PER_IMAGE_LISTS}
-    return {
-        "metadata": {
-            "name": metadata.get("name"),
-            "ownerReferences": metadata.get("ownerReferences"),
-        },
-        "spec": body.get("spec"),
-        "status": status,
-    }
-
-
 def _interned(labels: object) -> dict[str, str]:
     return {sys.intern(str(k)): sys.intern(str(v)) for k, v in _mapping(labels).items()}
 

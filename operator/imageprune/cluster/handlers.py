@@ -14,12 +14,13 @@ import contextlib
 import dataclasses
 import datetime
 import logging
-from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import kopf
 
-from imageprune.api import names
+from imageprune.api import names, task
+from imageprune.api.fields import mapping
 from imageprune.api.policy import Trigger
 from imageprune.cluster import (
     agents,
@@ -83,7 +84,7 @@ class _Operator:
         """Report a node's own disk-pressure run on its policy (once per run)."""
         view = observed.task_view(body)
         if view is None or type == "DELETED":
-            self.disk_runs.pop(str(_mapping(body.get("metadata")).get("name") or ""), None)
+            self.disk_runs.pop(str(mapping(body.get("metadata")).get("name") or ""), None)
             return
         disk_run = view.status_trigger == Trigger.DISK_PRESSURE and view.completed
         if not disk_run or self.disk_runs.get(view.name) == view.status_run_id:
@@ -114,7 +115,7 @@ class _Operator:
                 self._follow_nodes(watch.Watcher(kube, resources.Node, keep=fleet.node_essentials))
             ),
             asyncio.create_task(
-                self._follow_tasks(watch.Watcher(kube, resources.Task, keep=fleet.task_essentials))
+                self._follow_tasks(watch.Watcher(kube, resources.Task, keep=task.essentials))
             ),
         ]
         if config.agents is not None:
@@ -198,12 +199,6 @@ class _Operator:
         except Exception:  # the timer's next pass retries; kopf would log the same
             _log.exception("pass over policy %s failed", policy)
 
-    def unable(
-        self, nodes: Iterable[str], not_ready: Collection[str]
-    ) -> dict[str, standing.Unable]:
-        working = self.agents.working() if self.agents.synced else None
-        return standing.unable(nodes, not_ready=not_ready, working=working)
-
     async def stop(self) -> None:
         running = [*self.watches, *self.woken.values()]
         for task_ in running:
@@ -277,7 +272,11 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
             ),
             nodes=nodes,
             tasks=state.tasks.of(name),
-            unable=state.unable(nodes, state.nodes.not_ready),
+            unable=standing.unable(
+                nodes,
+                not_ready=state.nodes.not_ready,
+                working=state.agents.working() if state.agents.synced else None,
+            ),
             memory=memory,
             client=client,
             announce=announce,
@@ -289,14 +288,11 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
     @kopf.on.resume(*_POLICIES, id="pass", backoff=5, registry=registry)
     @kopf.on.create(*_POLICIES, id="pass", backoff=5, registry=registry)
     @kopf.on.update(*_POLICIES, id="pass", backoff=5, registry=registry)
-    async def policy_changed(body: kopf.Body, logger: kubeapi.Logger, **_: Any) -> None:
-        """A new or changed policy (or a run-now annotation) gets its pass at once."""
-        await run_pass(body, logger)
-
     @kopf.timer(*_POLICIES, id="timer", interval=config.interval, registry=registry)
-    async def policy_timer(body: kopf.Body, logger: kubeapi.Logger, **_: Any) -> None:
-        """The steady pass: cron ticks, nodes coming and going, and whatever a woken
-        pass missed."""
+    async def policy_pass(body: kopf.Body, logger: kubeapi.Logger, **_: Any) -> None:
+        """A new or changed policy (or a run-now annotation) gets its pass at once; the
+        timer's is the steady pass: cron ticks, nodes coming and going, and whatever a
+        woken pass missed."""
         await run_pass(body, logger)
 
     @kopf.on.delete(*_POLICIES, id="cleanup", backoff=5, registry=registry)
@@ -314,7 +310,7 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
 
 def _owner(body: Mapping[str, Any]) -> dict[str, str] | None:
     """The policy a task belongs to, as an Event's involvedObject."""
-    found = _mapping(body.get("metadata")).get("ownerReferences")
+    found = mapping(body.get("metadata")).get("ownerReferences")
     for owner in found if isinstance(found, list) else []:
         if isinstance(owner, Mapping) and owner.get("kind") == names.POLICY_KIND:
             return _reference(str(owner.get("name")), str(owner.get("uid")))
@@ -323,7 +319,3 @@ def _owner(body: Mapping[str, Any]) -> dict[str, str] | None:
 
 def _reference(name: str, uid: str) -> dict[str, str]:
     return {"apiVersion": names.API_VERSION, "kind": names.POLICY_KIND, "name": name, "uid": uid}
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}

@@ -138,7 +138,9 @@ class Elector:
         )
         if decision is election.Decision.WAIT:
             assert record is not None
-            self._note_leader(record.holder)
+            if record.holder != self._leader_seen:
+                self._leader_seen = record.holder
+                _log.info("standby: %s leads (%s)", record.holder, self._where)
             return False
         spec = election.spec(record, decision, me=self.me, duration=settings.duration, now=_now())
         try:
@@ -190,11 +192,6 @@ class Elector:
         return await self._client.merge_patch(
             resources.Lease, self._settings.name, patch, namespace=self._settings.namespace
         )
-
-    def _note_leader(self, holder: str) -> None:
-        if holder != self._leader_seen:
-            self._leader_seen = holder
-            _log.info("standby: %s leads (%s)", holder, self._where)
 
 
 class Lost(Exception):

@@ -131,20 +131,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _lease_settings(args: argparse.Namespace) -> leader.Settings:
-    if not args.lease_duration > args.renew_deadline > args.retry_period:
-        raise argparse.ArgumentTypeError(
-            "--lease-duration must exceed --renew-deadline, which must exceed --retry-period"
-        )
-    return leader.Settings(
-        namespace=args.lease_namespace or _own_namespace(),
-        name=args.lease_name,
-        duration=max(1, round(args.lease_duration)),
-        renew_deadline=args.renew_deadline,
-        retry=args.retry_period,
-    )
-
-
 def _own_namespace() -> str:
     try:
         return SERVICE_ACCOUNT_NAMESPACE.read_text().strip() or "default"
@@ -172,13 +158,21 @@ def _parse(
         args = parser.parse_args(argv)
         if (args.agent_namespace is None) != (args.agent_selector is None):
             parser.error("--agent-namespace and --agent-selector go together")
-        return args, _lease_settings(args) if args.leader_election else None
+        if not args.leader_election:
+            return args, None
+        if not args.lease_duration > args.renew_deadline > args.retry_period:
+            parser.error(
+                "--lease-duration must exceed --renew-deadline, which must exceed --retry-period"
+            )
+        return args, leader.Settings(
+            namespace=args.lease_namespace or _own_namespace(),
+            name=args.lease_name,
+            duration=max(1, round(args.lease_duration)),
+            renew_deadline=args.renew_deadline,
+            retry=args.retry_period,
+        )
     except SystemExit as exit_:  # argparse: --help (0) or a usage error (2)
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    except argparse.ArgumentTypeError as error:
-        parser.print_usage(sys.stderr)
-        print(f"{_PROG}: error: {error}", file=sys.stderr)
-        return EXIT_USAGE
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 
 import prometheus_client
 
+from imageprune.api.fields import integer, mapping
+
 REGISTRY = prometheus_client.CollectorRegistry()
 
 RUNS_STARTED = prometheus_client.Counter(
@@ -52,20 +54,20 @@ _STATES = ("matched", "pending", "running", "succeeded", "failed", "skipped")
 
 def observe(policy: str, old: Mapping[str, object], new: Mapping[str, object]) -> None:
     """Move the metrics by the change from status `old` to status `new`."""
-    old_run, new_run = _mapping(old.get("run")), _mapping(new.get("run"))
+    old_run, new_run = mapping(old.get("run")), mapping(new.get("run"))
     if not new_run:
         return
     base = old_run if old_run.get("id") == new_run.get("id") else {}
     trigger = str(new_run.get("trigger", ""))
     if "completionTime" in new_run and "completionTime" not in base:
         RUNS_COMPLETED.labels(policy).inc()
-    old_nodes, new_nodes = _mapping(base.get("nodes")), _mapping(new_run.get("nodes"))
+    old_nodes, new_nodes = mapping(base.get("nodes")), mapping(new_run.get("nodes"))
     NODES_SUCCEEDED.labels(policy).inc(_grown(old_nodes, new_nodes, "succeeded"))
     NODES_FAILED.labels(policy).inc(_grown(old_nodes, new_nodes, "failed"))
     IMAGES_REMOVED.labels(policy, trigger).inc(_grown(base, new_run, "imagesRemoved"))
     BYTES_RECLAIMED.labels(policy, trigger).inc(_grown(base, new_run, "bytesReclaimed"))
     for state in _STATES:
-        NODES.labels(policy, state).set(_int(new_nodes.get(state)))
+        NODES.labels(policy, state).set(integer(new_nodes.get(state)))
 
 
 def run_started(policy: str, trigger: str) -> None:
@@ -89,12 +91,4 @@ def serve(port: int) -> None:
 
 
 def _grown(old: Mapping[str, object], new: Mapping[str, object], key: str) -> int:
-    return max(0, _int(new.get(key)) - _int(old.get(key)))
-
-
-def _mapping(value: object) -> Mapping[str, object]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return max(0, integer(new.get(key)) - integer(old.get(key)))

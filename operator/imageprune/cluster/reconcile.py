@@ -14,9 +14,6 @@ from imageprune.api import policy as policy_api
 from imageprune.cluster import aggregate, fanout, kubeapi, metrics, observed, schedule, standing
 from imageprune.policy import selection
 
-# The last run-now value acted on. docs/protocol.md allows status or an annotation; the status
-# schema has no field for it. TODO(api): move into imageprune.api.names.
-
 Announce = Callable[[aggregate.Event], Awaitable[None]]
 
 

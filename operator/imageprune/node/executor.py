@@ -130,13 +130,29 @@ async def execute(
 
     gate = asyncio.Semaphore(concurrency)
     listings = FreshListings(runtime)
-    halt = _Halt(stop)
+    runtime_gone = False  # no more removals are sent once the runtime stopped answering
 
     async def one(image: types.Image) -> Result:
+        nonlocal runtime_gone
         async with gate:
-            result = halt.skip(image) or await _remove_if_unused(runtime, listings, image)
+            if runtime_gone:
+                result = Result(
+                    image,
+                    Outcome.NOT_ATTEMPTED,
+                    "not sent: the runtime had stopped answering",
+                    error_kind="RuntimeGone",
+                )
+            elif stop is not None and stop.is_set():
+                result = Result(
+                    image,
+                    Outcome.NOT_ATTEMPTED,
+                    "not sent: the run was stopped",
+                    error_kind="Stopped",
+                )
+            else:
+                result = await _remove_if_unused(runtime, listings, image)
             if result.outcome is Outcome.UNKNOWN or result.error_kind == _RECHECK_LOST:
-                halt.runtime_gone()
+                runtime_gone = True
         if on_result:
             on_result(result)
         return result
@@ -146,32 +162,6 @@ async def execute(
 
 
 _RECHECK_LOST = "RecheckLost"  # the re-check listing got no answer: nothing was sent
-
-
-class _Halt:
-    """Whether to send more removals: not once the runtime stopped answering, nor
-    once the caller asked us to stop."""
-
-    def __init__(self, stop: asyncio.Event | None) -> None:
-        self._stop = stop
-        self._gone = False
-
-    def runtime_gone(self) -> None:
-        self._gone = True
-
-    def skip(self, image: types.Image) -> Result | None:
-        if self._gone:
-            return Result(
-                image,
-                Outcome.NOT_ATTEMPTED,
-                "not sent: the runtime had stopped answering",
-                error_kind="RuntimeGone",
-            )
-        if self._stop is not None and self._stop.is_set():
-            return Result(
-                image, Outcome.NOT_ATTEMPTED, "not sent: the run was stopped", error_kind="Stopped"
-            )
-        return None
 
 
 async def confirm_unknown(runtime: StatusReader, report: Report) -> Report:

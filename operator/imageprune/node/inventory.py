@@ -16,14 +16,12 @@ class Snapshot:
     containers: tuple[types.Container, ...]
     sandbox_images: frozenset[str]
     disk: DiskUsage | None
-    runtime: types.RuntimeVersion
 
 
 async def take(cri: CriClient, *, with_created_at: bool) -> Snapshot:
     """Read everything the planner needs. Creation times cost one ImageStatus call
     per image, so they are read only when the selection needs them."""
-    version, sandbox_images, images, containers, filesystems = await asyncio.gather(
-        cri.version(),
+    sandbox_images, images, containers, filesystems = await asyncio.gather(
         cri.sandbox_images(),
         cri.list_images(),
         cri.list_containers(),
@@ -36,5 +34,4 @@ async def take(cri: CriClient, *, with_created_at: bool) -> Snapshot:
         containers=tuple(containers),
         sandbox_images=sandbox_images,
         disk=of_image_filesystems(filesystems),
-        runtime=version,
     )

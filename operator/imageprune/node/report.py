@@ -65,18 +65,16 @@ def kept(plan: planner.Plan, *, limit: int | None = None) -> tuple[list[dict[str
     were left out."""
     verdicts = [v for v in plan.verdicts if v.reason is not planner.Reason.REMOVABLE]
     shown = sorted(verdicts, key=lambda v: (-v.image.size, v.image.id))[:limit]
-    entries: list[dict[str, object]] = []
-    for verdict in shown:
-        tags = verdict.image.repo_tags[:MAX_KEPT_TAGS]
-        entries.append(
-            {
-                "id": verdict.image.id,
-                "repoTags": [_text(tag, MAX_KEPT_TEXT) for tag in tags],
-                "size": verdict.image.size,
-                "reason": verdict.reason.value,
-                "detail": _text(verdict.detail, MAX_KEPT_TEXT),
-            }
-        )
+    entries: list[dict[str, object]] = [
+        {
+            "id": v.image.id,
+            "repoTags": [_text(tag, MAX_KEPT_TEXT) for tag in v.image.repo_tags[:MAX_KEPT_TAGS]],
+            "size": v.image.size,
+            "reason": v.reason.value,
+            "detail": _text(v.detail, MAX_KEPT_TEXT),
+        }
+        for v in shown
+    ]
     return entries, len(verdicts) - len(shown)
 
 

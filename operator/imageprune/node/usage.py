@@ -120,19 +120,14 @@ def observe(
     for image in images:
         previous = records.get(image.id)
         used = bool(in_use.referrers(references.image_names(image)))
+        last_used = previous.last_used if previous else None
         # A time after now (the clock was set back) counts as now: it must never
         # make an image look unused for longer, nor stay in the future for good.
         updated[image.id] = UsageRecord(
             first_seen=min(previous.first_seen, now) if previous else now,
-            last_used=now if used else _not_after(previous.last_used if previous else None, now),
+            last_used=now if used or (last_used is not None and last_used > now) else last_used,
         )
     return updated
-
-
-def _not_after(
-    moment: datetime.datetime | None, now: datetime.datetime
-) -> datetime.datetime | None:
-    return None if moment is None else min(moment, now)
 
 
 def _fsync_directory(directory: pathlib.Path) -> None:

@@ -84,7 +84,10 @@ async def _follow(
     watchers = {
         "policy": watch.Watcher(client, resources.Policy, field_selector=f"metadata.name={name}"),
         "tasks": watch.Watcher(
-            client, resources.Task, labels={names.POLICY_LABEL: task.label_value(name)}
+            client,
+            resources.Task,
+            labels={names.POLICY_LABEL: task.label_value(name)},
+            keep=task.essentials,
         ),
     }
 
@@ -104,7 +107,9 @@ async def _follow(
             if not policy:
                 continue
             progress = follow.progress(policy, request=request, before=before)
-            mine: Sequence[Mapping[str, Any]] = [t for t in tasks.values() if _of(t, name)]
+            mine: Sequence[Mapping[str, Any]] = [
+                t for t in tasks.values() if (t.get("spec") or {}).get("policyName") == name
+            ]
             if progress.phase.final:
                 # The tasks' watch may lag behind the policy's: read them as they are now.
                 mine = await connect.tasks(client, name)
@@ -127,22 +132,13 @@ async def _follow(
         await asyncio.gather(*pumps, return_exceptions=True)
 
 
-def _of(found: Mapping[str, Any], policy: str) -> bool:
-    return bool((found.get("spec") or {}).get("policyName") == policy)
-
-
 def _apply(state: dict[str, Any], kind: str, event: watch.Listed | watch.Changed) -> None:
     if kind == "policy":
-        if isinstance(event, watch.Listed):
-            if not event.items:
-                raise connect.Failure("the policy was deleted while following its run")
-            state.clear()
-            state.update(event.items[0])
-        elif event.type == "DELETED":
+        gone = not event.items if isinstance(event, watch.Listed) else event.type == "DELETED"
+        if gone:
             raise connect.Failure("the policy was deleted while following its run")
-        else:
-            state.clear()
-            state.update(event.object)
+        state.clear()
+        state.update(event.items[0] if isinstance(event, watch.Listed) else event.object)
         return
     if isinstance(event, watch.Listed):
         state.clear()

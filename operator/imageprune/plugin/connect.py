@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from imageprune.api import names, task
-from imageprune.kube import config, resources
+from imageprune.kube import config, resources, watch
 from imageprune.kube.client import Client
 from imageprune.kube.errors import ApiError, ConfigError, Unreachable
 
@@ -91,11 +91,14 @@ async def _unless_404(awaitable: Awaitable[T]) -> T | None:
 
 async def tasks(client: Client, policy_name: str) -> list[dict[str, Any]]:
     """The policy's tasks (label imageprune.io/policy; the label may be a shortened
-    name, so the spec is checked too)."""
+    name, so the spec is checked too), without their per-image lists: a page at a
+    time, each task reduced as it arrives (a thousand full reports outgrow the
+    client's answer bound)."""
     labels = {names.POLICY_LABEL: task.label_value(policy_name)}
-    found, _ = await call(
-        f"list ImagePruneTasks of {policy_name}", client.list(resources.Task, labels=labels)
+    listing = client.list(
+        resources.Task, labels=labels, chunk_size=watch.LIST_CHUNK, keep=task.essentials
     )
+    found, _ = await call(f"list ImagePruneTasks of {policy_name}", listing)
     return [t for t in found if (t.get("spec") or {}).get("policyName") == policy_name]
 
 

@@ -8,6 +8,7 @@ import datetime
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from imageprune.api.fields import integer, mapping
 from imageprune.plugin import output
 
 PENDING = "Pending"  # released into a run the agent has not started (or never ran one)
@@ -52,13 +53,13 @@ def results(tasks: Iterable[Mapping[str, Any]]) -> list[NodeResult]:
 
 
 def result(task: Mapping[str, Any]) -> NodeResult:
-    spec, status = _mapping(task.get("spec")), _mapping(task.get("status"))
-    report = _mapping(status.get("report"))
+    spec, status = mapping(task.get("spec")), mapping(task.get("status"))
+    report: Mapping[str, Any] = mapping(status.get("report"))
     finished = output.moment(status.get("completionTime"))
-    errors = sum(_int(e.get("count")) for e in report.get("errors") or () if isinstance(e, dict))
+    errors = sum(integer(e.get("count")) for e in report.get("errors") or () if isinstance(e, dict))
     return NodeResult(
         node=str(spec.get("nodeName", "")),
-        task=str(_mapping(task.get("metadata")).get("name", "")),
+        task=str(mapping(task.get("metadata")).get("name", "")),
         run_id=_str(status.get("runId")),
         trigger=_str(status.get("trigger")),
         dry_run=report.get("dryRun") is True,
@@ -66,8 +67,8 @@ def result(task: Mapping[str, Any]) -> NodeResult:
         finished=finished,
         state=_state(spec, status, finished),
         message=str(status.get("message") or ""),
-        removed_images=_int(report.get("removedImages")),
-        removed_bytes=_int(report.get("removedBytes")),
+        removed_images=integer(report.get("removedImages")),
+        removed_bytes=integer(report.get("removedBytes")),
         errors=errors,
     )
 
@@ -133,13 +134,5 @@ def _rfc3339(moment: datetime.datetime | None) -> str | None:
     return moment.astimezone(datetime.UTC).isoformat().replace("+00:00", "Z") if moment else None
 
 
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
-
-
-def _int(value: object) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
