@@ -1,6 +1,6 @@
 """imageprune.kube against the real kube-apiserver: credentials from a kubeconfig, get,
 list, merge patch of /status, watch streams, resume without re-listing, 410 Gone, a
-silent connection noticed, answers bounded."""
+silent connection noticed, answers bounded (but for a DeleteCollection's, dropped)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from imageprune.api import names
 from imageprune.kube import client as kube_client
 from imageprune.kube import config
 from imageprune.kube.client import Client
@@ -152,3 +153,21 @@ async def test_answers_are_bounded(
     monkeypatch.setattr(kube_client, "MAX_BODY", 512)
     with pytest.raises(Unreachable, match="exceeds 512"):
         await client.list(Task)
+
+
+async def test_a_delete_collection_drops_its_answer(
+    plane: ControlPlane, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The apiserver answers a DeleteCollection with every object it deleted: more than
+    the bound here, yet it succeeds, as that answer is never held; an error still reads."""
+    policy = f"dropped-{uuid.uuid4().hex[:8]}"
+    for node in ("a", "b", "c"):
+        create_task(plane, policy=policy, node=node, run_id="r1", selection={})
+    monkeypatch.setattr(kube_client, "MAX_BODY", 512)
+    await client.delete_collection(Task, labels={names.POLICY_LABEL: policy})
+    monkeypatch.undo()
+    items, _ = await client.list(Task, labels={names.POLICY_LABEL: policy})
+    assert items == []
+    with pytest.raises(ApiError) as refused:
+        await client.delete_collection(Task, labels={"bad key!": "x"})
+    assert refused.value.status == 400

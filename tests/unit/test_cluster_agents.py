@@ -77,3 +77,14 @@ def test_what_is_kept_of_a_pod_reads_as_the_whole() -> None:
         pods = agents.AgentPods()
         pods.replace([listed, pod("2", "b")])
         assert pods.working() == {"b"}
+    # Of its conditions, only whether it is Ready is kept.
+    ready = pod("3", "c")
+    ready["status"]["conditions"].insert(0, {"type": "PodScheduled", "status": "True"})
+    assert agents.pod_essentials(ready)["status"] == {
+        "conditions": ({"type": "Ready", "status": "True"},)
+    }
+    not_ready = pod("4", "d", ready=False)
+    assert agents.pod_essentials(not_ready)["status"] == {"conditions": ()}
+    pods = agents.AgentPods()
+    pods.replace([agents.pod_essentials(p) for p in (ready, not_ready)])
+    assert pods.working() == {"c"}

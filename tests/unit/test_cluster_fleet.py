@@ -3,6 +3,7 @@ nodes, and tasks by policy, with the policy a change concerns (the one to wake).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -85,6 +86,15 @@ def test_what_is_kept_of_a_node_and_a_task_reads_as_the_whole() -> None:
     nodes = fleet.Nodes()
     nodes.replace([kept])
     assert nodes.labels == {"a": {"zone": "x"}}
+    # Of its conditions, only Ready's status is kept.
+    down = node("b", ready="Unknown")
+    down["status"]["conditions"].insert(0, {"type": "DiskPressure", "status": "True"})
+    down["status"]["conditions"][1] |= {"reason": "NodeStatusUnknown", "message": "stopped"}
+    assert fleet.node_essentials(down)["status"] == {
+        "conditions": ({"type": "Ready", "status": "Unknown"},)
+    }
+    nodes.update("ADDED", fleet.node_essentials(down))
+    assert nodes.not_ready == {"b"}
 
     body = task("p.n1", "p")
     body["metadata"]["ownerReferences"] = [{"kind": "ImagePrunePolicy", "name": "p"}]
@@ -104,3 +114,24 @@ def test_what_is_kept_of_a_node_and_a_task_reads_as_the_whole() -> None:
     assert reduced["status"]["report"] == {"dryRun": True, "removedImages": 2, "keptTruncated": 3}
     assert reduced["metadata"]["ownerReferences"] == body["metadata"]["ownerReferences"]
     assert observed.task_view(reduced) == observed.task_view(body)
+
+
+def test_nodes_and_tasks_share_their_strings() -> None:
+    """Each object arrives parsed on its own (its own copies of every string); the indexes
+    keep one copy of each name, label key and value, policy and run id."""
+    nodes, tasks = fleet.Nodes(), fleet.Tasks()
+    for name in ("n1", "n2"):
+        body = node(name, zone="eu-west-1a", host=name)
+        nodes.update("ADDED", fleet.node_essentials(json.loads(json.dumps(body))))
+        tasks.update("ADDED", json.loads(json.dumps(task(f"p.{name}", "p", name))))
+    a, b = (fleet.node_essentials(node(name)) for name in ("n1", "n2"))
+    assert a["status"] is b["status"]  # the same Ready status: one read-only copy
+    one, two = nodes.labels["n1"], nodes.labels["n2"]
+    assert one["zone"] is two["zone"]
+    assert next(k for k in one if k == "zone") is next(k for k in two if k == "zone")
+    names = {name: name for name in nodes.labels}
+    for view in tasks.of("p"):
+        assert view.node is names[view.node] is nodes.labels[view.node]["host"]
+    first, second = tasks.of("p")
+    assert first.policy is second.policy
+    assert first.spec_run_id is second.spec_run_id

@@ -5,10 +5,12 @@ briefly coexist, and either will do. Nothing here talks to the apiserver."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from imageprune.api.fields import mapping
+from imageprune.cluster import observed
 
 
 class AgentPods:
@@ -30,26 +32,32 @@ class AgentPods:
         if kind == "DELETED" or not isinstance(node, str) or not node:
             self._pods.pop(uid, None)  # gone, or not scheduled yet
             return
-        self._pods[uid] = (node, _ready(pod) and metadata.get("deletionTimestamp") is None)
+        # Interned: the same string as the Node's name in fleet.Nodes.
+        self._pods[uid] = (
+            sys.intern(node),
+            _ready(pod) and metadata.get("deletionTimestamp") is None,
+        )
 
     def working(self) -> frozenset[str]:
         return frozenset(node for node, works in self._pods.values() if works)
 
 
 def pod_essentials(pod: Mapping[str, Any]) -> dict[str, Any]:
-    """What AgentPods.update reads of a pod, as the watch delivers it."""
+    """What AgentPods.update reads of a pod, as the watch delivers it: of its conditions,
+    only whether it is Ready."""
     metadata = mapping(pod.get("metadata"))
+    node = mapping(pod.get("spec")).get("nodeName")
     return {
         "metadata": {key: metadata.get(key) for key in ("uid", "name", "deletionTimestamp")},
-        "spec": {"nodeName": mapping(pod.get("spec")).get("nodeName")},
-        "status": {"conditions": mapping(pod.get("status")).get("conditions")},
+        "spec": {"nodeName": sys.intern(node) if isinstance(node, str) else None},
+        "status": observed.ready_status("True" if _ready(pod) else None),
     }
 
 
 def _ready(pod: Mapping[str, Any]) -> bool:
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in _conditions(pod))
+
+
+def _conditions(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     found = mapping(pod.get("status")).get("conditions")
-    conditions = found if isinstance(found, list) else []
-    return any(
-        isinstance(c, Mapping) and c.get("type") == "Ready" and c.get("status") == "True"
-        for c in conditions
-    )
+    return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list | tuple) else []

@@ -126,6 +126,7 @@ class _Operator:
         async for event in watcher.events():
             if isinstance(event, watch.Listed):
                 self.nodes.replace(event.items)
+                del event  # indexed: the listing must not stay alive until the next change
                 self._mark_synced()
             else:
                 self.nodes.update(event.type, event.object)
@@ -136,6 +137,7 @@ class _Operator:
                 self.tasks.replace(event.items)
                 for body in event.items:
                     await self._report(None, body)
+                del event
                 self._mark_synced()
                 continue
             policy = self.tasks.update(event.type, event.object)
@@ -160,6 +162,7 @@ class _Operator:
         async for event in watcher.events():
             if isinstance(event, watch.Listed):
                 self.agents.replace(event.items)
+                del event
                 self.agents_listed.set()
             else:
                 self.agents.update(event.type, event.object)

@@ -7,7 +7,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
+import sys
 from collections.abc import Mapping
+from types import MappingProxyType
 
 from imageprune.api import conditions, task, times
 from imageprune.api.policy import Mode, Trigger
@@ -65,7 +67,9 @@ class TaskView:
 
 def task_view(body: Mapping[str, object]) -> TaskView | None:
     """A task object as the operator sees it; None when it is not one of ours (no node or
-    policy in its spec), which the operator then leaves alone."""
+    policy in its spec), which the operator then leaves alone. Its strings are interned:
+    the node name is fleet.Nodes' own, and the policy, run ids, trigger and reasons repeat
+    on thousands of tasks (the operator keeps every view, fleet.Tasks)."""
     metadata = _mapping(body.get("metadata"))
     spec = _mapping(body.get("spec"))
     status = _mapping(body.get("status"))
@@ -81,16 +85,18 @@ def task_view(body: Mapping[str, object]) -> TaskView | None:
     why = failure or {}
     return TaskView(
         name=name,
-        node=node,
-        policy=policy,
-        spec_run_id=_string(spec.get("runId")) or "",
-        status_run_id=_string(status.get("runId")),
-        status_trigger=_string(status.get("trigger")),
+        node=sys.intern(node),
+        policy=sys.intern(policy),
+        spec_run_id=_interned(spec.get("runId")) or "",
+        status_run_id=_interned(status.get("runId")),
+        status_trigger=_interned(status.get("trigger")),
         started_at=time_field(status, "startTime"),
         completed=_string(status.get("completionTime")) is not None,
         ready={"True": True, "False": False}.get(str(ready_status)),
-        reason=_string(why.get("reason")) or "",
-        message=(_string(why.get("message")) or _string(status.get("message")) or "")[:1024],
+        reason=_interned(why.get("reason")) or "",
+        message=sys.intern(
+            (_string(why.get("message")) or _string(status.get("message")) or "")[:1024]
+        ),
         dry_run=report.get("dryRun") is True,
         removed_images=_count(report.get("removedImages")),
         removed_bytes=_count(report.get("removedBytes")),
@@ -103,6 +109,22 @@ def node_not_ready(body: Mapping[str, object]) -> bool:
     found = _list(_mapping(body.get("status")).get("conditions"))
     ready = conditions.find([c for c in found if isinstance(c, Mapping)], conditions.Type.READY)
     return ready is not None and ready.get("status") != "True"
+
+
+def ready_status(ready: str | None) -> Mapping[str, object]:
+    """A Node's or a pod's status reduced to its Ready condition's status (None: it has
+    none), as the operator keeps it while a listing of thousands is held whole: the
+    common ones are shared, read-only."""
+    shared = _READY_STATUS.get(ready or "")
+    return shared if shared is not None else _ready_only(ready)
+
+
+def _ready_only(ready: str | None) -> Mapping[str, object]:
+    found = () if ready is None else (MappingProxyType({"type": "Ready", "status": ready}),)
+    return MappingProxyType({"conditions": found})
+
+
+_READY_STATUS = {s: _ready_only(s) for s in ("True", "False", "Unknown")} | {"": _ready_only(None)}
 
 
 def policy_label(policy: str) -> str:
@@ -162,12 +184,17 @@ def _mapping(value: object) -> Mapping[str, object]:
     return value if isinstance(value, Mapping) else {}
 
 
-def _list(value: object) -> list[object]:
-    return value if isinstance(value, list) else []
+def _list(value: object) -> list[object] | tuple[object, ...]:
+    return value if isinstance(value, list | tuple) else []
 
 
 def _string(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+def _interned(value: object) -> str | None:
+    text = _string(value)
+    return sys.intern(text) if text is not None else None
 
 
 def _count(value: object) -> int:

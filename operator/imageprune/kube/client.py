@@ -33,6 +33,8 @@ DEFAULT_TIMEOUT = 30.0
 # Our objects are small; a bigger answer (or watch event) means something is wrong.
 MAX_BODY = 32 * 1024 * 1024
 
+# A request extension: a successful answer is dropped unread (an error is still read).
+_DROP_ANSWER = "imageprune_drop_answer"
 JsonObject = dict[str, Any]
 T = TypeVar("T")
 Resource = Any  # a lightkube generic resource class (kube.resources)
@@ -110,12 +112,22 @@ class Client:
 
     async def delete_collection(self, res: Resource, *, labels: Mapping[str, str]) -> None:
         """One DELETE for every object with these labels. lightkube's deletecollection
-        takes no selector, so the request is built through its generic client."""
+        takes no selector, so the request is built through its generic client. The
+        apiserver answers with every object it deleted (tens of MB for 10,000 tasks): the
+        transport drops that answer as it arrives, unread and unbounded."""
         selector = ",".join(f"{key}={value}" for key, value in labels.items())
-        call = self._api._client.request(
+        generic = self._api._client
+        basic = generic.prepare_request(
             "deletecollection", res=res, params={"labelSelector": selector}
         )
-        await self._call(f"DELETECOLLECTION {_plural(res)}", call)
+        request = generic.build_adapter_request(basic)
+        request.extensions[_DROP_ANSWER] = True
+
+        async def call() -> None:
+            answer = await generic.send(request)  # type: ignore[no-untyped-call]
+            generic.handle_response("deletecollection", answer, basic)
+
+        await self._call(f"DELETECOLLECTION {_plural(res)}", call())
 
     async def watch(
         self,
@@ -200,7 +212,10 @@ class Transport(httpx2.AsyncBaseTransport):
                 response = await self._send(request, renewed)
         if response.status_code >= 400 and "content-type" not in response.headers:
             response.headers["Content-Type"] = "text/plain"  # lightkube reads it
-        response.stream = _Bounded(response.stream, per_line=watch)
+        if request.extensions.get(_DROP_ANSWER) and response.status_code < 400:
+            response.stream = _Dropped(response.stream)
+        else:
+            response.stream = _Bounded(response.stream, per_line=watch)
         return response
 
     async def _send(self, request: httpx2.Request, identity: Identity) -> httpx2.Response:
@@ -232,6 +247,20 @@ class _Bounded(httpx2.AsyncByteStream):
             if size > MAX_BODY:
                 raise httpx2.ReadError(f"the answer exceeds {MAX_BODY} bytes")
             yield chunk
+
+    async def aclose(self) -> None:
+        await self._inner.aclose()
+
+
+class _Dropped(httpx2.AsyncByteStream):
+    """An answer read to its end (the connection stays usable) and thrown away."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for _ in self._inner:
+            yield b""
 
     async def aclose(self) -> None:
         await self._inner.aclose()

@@ -24,9 +24,11 @@ log = logging.getLogger("imageprune.kube.watch")
 # client-go's choice: watches last 5 to 10 minutes, spread so that many clients do not
 # reconnect together.
 MIN_WATCH_SECONDS = 300
-# client-go's page size: a listing of thousands of objects arrives, and is reduced, a page
-# at a time.
-LIST_CHUNK = 500
+# A listing of thousands of objects arrives, and is reduced, a page at a time. Half
+# client-go's 500: a page of 500 Nodes is about 3 MB of JSON, held twice (bytes, then
+# parsed) until reduced, and the operator lists Nodes and agent pods at once; 10,000
+# objects then cost 40 requests instead of 20.
+LIST_CHUNK = 250
 Keep = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
