@@ -80,7 +80,10 @@ def image_names(image: NamedImage) -> tuple[str, ...]:
     """Everything an image is known by, normalised: its ID (with "sha256:"), its
     tags, its repo digests and their bare manifest digests ("sha256:..."). Names a
     runtime reports that do not parse are kept as reported."""
-    names = (_qualified_id(image.id), *map(_normalized_or_raw, image.repo_tags))
+    image_id = image.id
+    # containerd's IDs have their "sha256:" (no call to check for hex digits).
+    qualified = image_id if image_id.startswith(_ID_ALGORITHM) else _qualified_id(image_id)
+    names = (qualified, *map(_normalized_or_raw, image.repo_tags))
     if not image.repo_digests:
         return names  # most images: no digest part to build
     return (
@@ -183,8 +186,6 @@ def _repository_or_none(name: str) -> str | None:
 
 def _qualified_id(image_id: str) -> str:
     """CRI-O reports image IDs without the "sha256:" prefix containerd uses."""
-    if image_id.startswith(_ID_ALGORITHM):
-        return image_id  # containerd's IDs: no hex digits to check
     return _ID_ALGORITHM + image_id if _BARE_ID.fullmatch(image_id) else image_id
 
 
@@ -349,11 +350,12 @@ class ListingNames:
     _ends: list[int] = dataclasses.field(init=False, repr=False)  # names up to each image
 
     def __post_init__(self) -> None:
-        flat = list(itertools.chain.from_iterable(self.names))
-        text = _NAME_SEPARATOR + _NAME_SEPARATOR.join(flat)
+        ends = list(itertools.accumulate(map(len, self.names), initial=0))
+        # A separator before every name, "" joined first.
+        text = _NAME_SEPARATOR.join(itertools.chain(("",), *self.names))
         object.__setattr__(self, "text", text)
-        object.__setattr__(self, "scannable", text.count(_NAME_SEPARATOR) == len(flat))
-        object.__setattr__(self, "_ends", list(itertools.accumulate(map(len, self.names))))
+        object.__setattr__(self, "scannable", text.count(_NAME_SEPARATOR) == ends[-1])
+        object.__setattr__(self, "_ends", ends[1:])
 
     def images_at(self, offsets: Iterable[int]) -> Iterator[int]:
         """The position of the image whose name holds each offset of `text` (a name's
