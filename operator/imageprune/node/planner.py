@@ -187,7 +187,7 @@ def _kept_latest(images: Sequence[Image], *, keep: int) -> dict[str, str]:
     newest_first = sorted(images, key=operator.attrgetter("id"))
     newest_first.sort(key=_created_or_newest, reverse=True)
     for image in newest_first:
-        for repository in sorted(references.repositories_of(image)):
+        for repository in references.sorted_repositories(image):
             count = counted.get(repository, 0)
             if count < keep:
                 counted[repository] = count + 1

@@ -100,6 +100,15 @@ def repositories_of(image: NamedImage) -> frozenset[str]:
     return frozenset(filter(None, repositories))
 
 
+def sorted_repositories(image: NamedImage) -> Sequence[str]:
+    """`repositories_of`, sorted."""
+    names = image.repo_tags + image.repo_digests
+    if len(names) == 1:  # most images: nothing to sort, no set to build
+        repository = _repository_or_none(names[0])
+        return () if repository is None else (repository,)
+    return sorted(repositories_of(image))
+
+
 def _is_domain(component: str) -> bool:
     # As Docker reads it: paths are lower case, so upper case means a host too.
     return (
@@ -461,7 +470,12 @@ class ReferenceIndex(Generic[_Referrer]):
         if self._referrers.keys().isdisjoint(names):
             return ()  # the common case, decided in C
         get = self._referrers.get
-        found = sorted([entry for name in names for entry in get(name, ())], key=_POSITION)
+        found = [entry for name in names for entry in get(name, ())]
+        # Told apart by identity first: most images have one referrer, and hashing
+        # one (a container: all its fields) costs more than the rest of the lookup.
+        if len({id(referrer) for _, referrer in found}) == 1:
+            return (found[0][1],)
+        found.sort(key=_POSITION)
         return tuple(dict.fromkeys([referrer for _, referrer in found]))
 
 
