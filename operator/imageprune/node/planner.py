@@ -77,12 +77,12 @@ def plan(
     """Judge every image under `selection`. `sandbox_images` are the runtime's pod
     sandbox images (references or IDs); `usage` maps image IDs to their records;
     `disk` is None when the image filesystem's figures are unknown."""
-    listing = references.ListingNames(list(map(references.image_names, images)))
-    excluded, unmatched = _exclusions(listing, selection.exclude)
+    names = list(map(references.image_names, images))
+    sandboxed, excluded, unmatched = _pattern_matches(names, selection)
     facts = _Facts(
         users=users.index(containers),
         sandbox=references.ReferenceIndex.of((s, s) for s in sandbox_images),
-        sandbox_patterns=_matches(listing, selection.sandbox_images),
+        sandbox_patterns=sandboxed,
         excluded=excluded,
         kept_latest=_kept_latest(images, keep=selection.keep_latest_per_repository),
         usage=usage,
@@ -92,7 +92,7 @@ def plan(
     rules = _rules_that_can_apply(facts)
     verdicts: dict[str, Verdict] = {}
     candidates = []
-    for image, image_names in zip(images, listing.names, strict=True):
+    for image, image_names in zip(images, names, strict=True):
         for rule in rules:
             verdict = rule(image, image_names, facts)
             if verdict is not None:
@@ -113,27 +113,32 @@ def plan(
     )
 
 
-def _matches(
-    listing: references.ListingNames, patterns: tuple[references.Pattern, ...]
-) -> dict[Sequence[str], references.Pattern]:
-    """The first of `patterns` each image matches, by the image's names; only the
-    images that match one (most match none, which the set tells at a glance)."""
-    found = references.PatternSet(patterns).first_matches(listing)
-    return {listing.names[position]: pattern for position, pattern in found.items()}
+# Image names -> the first pattern of a list they match; only images that match one.
+_Matches = dict[Sequence[str], references.Pattern]
 
 
-def _exclusions(
-    listing: references.ListingNames, patterns: tuple[references.Pattern, ...]
-) -> tuple[dict[Sequence[str], references.Pattern], tuple[str, ...]]:
-    """The first exclude pattern each image matches (as `_matches`); and the
-    patterns, as written, that match no image."""
-    excluded = _matches(listing, patterns)
-    unmatched = {str(p): p for p in patterns}
-    for names in excluded:
+def _pattern_matches(
+    names: Sequence[Sequence[str]], selection: Selection
+) -> tuple[_Matches, _Matches, tuple[str, ...]]:
+    """The matches of the sandboxImages and of the exclude patterns, and the exclude
+    patterns, as written, that match no image. The listing's text, as big as all
+    the names on the node, lives only as long as this call."""
+    listing = references.ListingNames(names)
+    excluded = _matches(listing, selection.exclude)
+    unmatched = {str(p): p for p in selection.exclude}
+    for image_names in excluded:
         if not unmatched:
             break
-        unmatched = {text: p for text, p in unmatched.items() if not p.matches_names(names)}
-    return excluded, tuple(unmatched)
+        unmatched = {text: p for text, p in unmatched.items() if not p.matches_names(image_names)}
+    return _matches(listing, selection.sandbox_images), excluded, tuple(unmatched)
+
+
+def _matches(
+    listing: references.ListingNames, patterns: tuple[references.Pattern, ...]
+) -> _Matches:
+    # Most images match no pattern, which the set tells at a glance.
+    found = references.PatternSet(patterns).first_matches(listing)
+    return {listing.names[position]: pattern for position, pattern in found.items()}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -142,9 +147,8 @@ class _Facts:
 
     users: users.Index
     sandbox: references.ReferenceIndex[str]
-    # Image names -> the first sandboxImages / exclude pattern they match (as _matches).
-    sandbox_patterns: Mapping[Sequence[str], references.Pattern]
-    excluded: Mapping[Sequence[str], references.Pattern]
+    sandbox_patterns: _Matches  # of the selection's sandboxImages
+    excluded: _Matches
     kept_latest: Mapping[str, str]  # image ID -> the repository it is kept in
     usage: Mapping[str, UsageRecord]
     selection: Selection
