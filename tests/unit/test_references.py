@@ -3,6 +3,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from imageprune.policy import references
 from imageprune_cri.types import Image
@@ -57,6 +59,26 @@ def test_rejects_what_is_not_a_reference(bad: str) -> None:
 
 def _image(*tags: str, digests: tuple[str, ...] = (), image_id: str = ID) -> Image:
     return Image(id=image_id, repo_tags=tags, repo_digests=digests)
+
+
+# Names and patterns that meet each other: prefixes, needles, familiar names, IDs.
+LISTING_NAMES = (
+    "registry.k8s.io/pause:3.9",
+    "nginx:1",
+    "quay.io/x/pause:1",
+    "123.dkr.ecr.us-east-1.amazonaws.com/eks/pause:3",
+    "bad\nregistry.k8s.io/pause:1",
+    "bad tag",
+)
+LISTING_PATTERNS = (
+    "registry.k8s.io/*",
+    "*pause*",
+    "nginx*",
+    "*.dkr.ecr.*.amazonaws.com/eks/pause:*",
+    "sha256:0*",
+    "*",
+    "quay.io/x/*",
+)
 
 
 @pytest.mark.parametrize(
@@ -328,6 +350,32 @@ class TestPatternSet:
 
     def test_empty_set_matches_nothing(self) -> None:
         assert references.PatternSet(()).first_match(references.image_names(_image("x"))) is None
+
+    @settings(max_examples=300)
+    @given(
+        tags=st.lists(st.lists(st.sampled_from(LISTING_NAMES), max_size=3), min_size=0, max_size=6),
+        patterns=st.lists(st.sampled_from(LISTING_PATTERNS), max_size=4),
+    )
+    def test_first_matches_agrees_with_first_match_image_by_image(
+        self, tags: list[list[str]], patterns: list[str]
+    ) -> None:
+        images = [_image(*t, image_id=f"sha256:{n:064x}") for n, t in enumerate(tags)]
+        listing = references.ListingNames([references.image_names(i) for i in images])
+        pattern_set = references.PatternSet(tuple(map(references.Pattern, patterns)))
+        expected = {
+            position: pattern
+            for position, names in enumerate(listing.names)
+            if (pattern := pattern_set.first_match(names)) is not None
+        }
+        assert pattern_set.first_matches(listing) == expected
+
+    def test_a_name_holding_a_newline_does_not_shift_the_matches_of_later_images(self) -> None:
+        # A runtime's unparsable name is kept as reported, newline included.
+        names = [references.image_names(_image(t)) for t in ("x\ny", "registry.k8s.io/pause:1")]
+        listing = references.ListingNames(names)
+        assert not listing.scannable
+        pause = references.Pattern("registry.k8s.io/*")
+        assert references.PatternSet((pause,)).first_matches(listing) == {1: pause}
 
 
 class TestReferenceIndex:

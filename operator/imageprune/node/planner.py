@@ -9,7 +9,6 @@ RemoveImage does not check for users itself.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import datetime
 import enum
@@ -78,29 +77,29 @@ def plan(
     """Judge every image under `selection`. `sandbox_images` are the runtime's pod
     sandbox images (references or IDs); `usage` maps image IDs to their records;
     `disk` is None when the image filesystem's figures are unknown."""
+    names = list(map(references.image_names, images))
+    sandboxed, excluded, unmatched = _pattern_matches(names, selection)
     facts = _Facts(
         users=users.index(containers),
         sandbox=references.ReferenceIndex.of((s, s) for s in sandbox_images),
-        sandbox_patterns=references.PatternSet(selection.sandbox_images),
-        excludes=references.PatternSet(selection.exclude),
+        sandbox_patterns=sandboxed,
+        excluded=excluded,
         kept_latest=_kept_latest(images, keep=selection.keep_latest_per_repository),
         usage=usage,
         selection=selection,
         now=now,
     )
+    rules = _rules_that_can_apply(facts)
     verdicts: dict[str, Verdict] = {}
     candidates = []
-    unmatched = {str(p): p for p in selection.exclude}
-    for image in images:
-        names = references.image_names(image)
-        # Most images match no exclude pattern, which the set tells at a glance.
-        if unmatched and facts.excludes.first_match(names) is not None:
-            unmatched = {text: p for text, p in unmatched.items() if not p.matches_names(names)}
-        verdict = _first_rule_that_applies(image, names, facts)
-        if verdict is None:
-            candidates.append(image)
+    for image, image_names in zip(images, names, strict=True):
+        for rule in rules:
+            verdict = rule(image, image_names, facts)
+            if verdict is not None:
+                verdicts[image.id] = verdict
+                break
         else:
-            verdicts[image.id] = verdict
+            candidates.append(image)
     candidates.sort(key=facts.removal_order)
     chosen = _within_disk_target(candidates, disk=disk, target=selection.disk, into=verdicts)
     chosen = _within_caps(chosen, selection=selection, into=verdicts)
@@ -110,8 +109,36 @@ def plan(
     return Plan(
         verdicts=tuple(verdicts[image.id] for image in images),
         removable=tuple(chosen),
-        unmatched_excludes=tuple(unmatched),
+        unmatched_excludes=unmatched,
     )
+
+
+# Image names -> the first pattern of a list they match; only images that match one.
+_Matches = dict[Sequence[str], references.Pattern]
+
+
+def _pattern_matches(
+    names: Sequence[Sequence[str]], selection: Selection
+) -> tuple[_Matches, _Matches, tuple[str, ...]]:
+    """The matches of the sandboxImages and of the exclude patterns, and the exclude
+    patterns, as written, that match no image. The listing's text, as big as all
+    the names on the node, lives only as long as this call."""
+    listing = references.ListingNames(names)
+    excluded = _matches(listing, selection.exclude)
+    unmatched = {str(p): p for p in selection.exclude}
+    for image_names in excluded:
+        if not unmatched:
+            break
+        unmatched = {text: p for text, p in unmatched.items() if not p.matches_names(image_names)}
+    return _matches(listing, selection.sandbox_images), excluded, tuple(unmatched)
+
+
+def _matches(
+    listing: references.ListingNames, patterns: tuple[references.Pattern, ...]
+) -> _Matches:
+    # Most images match no pattern, which the set tells at a glance.
+    found = references.PatternSet(patterns).first_matches(listing)
+    return {listing.names[position]: pattern for position, pattern in found.items()}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -120,8 +147,8 @@ class _Facts:
 
     users: users.Index
     sandbox: references.ReferenceIndex[str]
-    sandbox_patterns: references.PatternSet
-    excludes: references.PatternSet  # the selection's, in its order
+    sandbox_patterns: _Matches  # of the selection's sandboxImages
+    excluded: _Matches
     kept_latest: Mapping[str, str]  # image ID -> the repository it is kept in
     usage: Mapping[str, UsageRecord]
     selection: Selection
@@ -157,16 +184,17 @@ def _kept_latest(images: Sequence[Image], *, keep: int) -> dict[str, str]:
     if keep <= 0:
         return {}
     kept: dict[str, str] = {}
-    counted: collections.Counter[str] = collections.Counter()
+    counted: dict[str, int] = {}
     # Newest first; unknown creation counts as newest (keeping too much is the safe
     # error); the stable sort leaves ties in ID order. Then each repository keeps
     # the first `keep` images it meets.
     newest_first = sorted(images, key=operator.attrgetter("id"))
     newest_first.sort(key=_created_or_newest, reverse=True)
     for image in newest_first:
-        for repository in sorted(references.repositories_of(image)):
-            if counted[repository] < keep:
-                counted[repository] += 1
+        for repository in references.sorted_repositories(image):
+            count = counted.get(repository, 0)
+            if count < keep:
+                counted[repository] = count + 1
                 kept.setdefault(image.id, repository)
     return kept
 
@@ -191,7 +219,7 @@ def _sandbox_image(image: Image, names: Sequence[str], facts: _Facts) -> Verdict
     if configured:
         detail = f"the runtime's pod sandbox image ({configured[0]})"
         return Verdict(image, Reason.SANDBOX_IMAGE, detail)
-    pattern = facts.sandbox_patterns.first_match(names)
+    pattern = facts.sandbox_patterns.get(names)
     if pattern is None:
         return None
     detail = f"a pod sandbox image: matches sandboxImages pattern {pattern}"
@@ -205,7 +233,7 @@ def _pinned(image: Image, _names: Sequence[str], _facts: _Facts) -> Verdict | No
 
 
 def _excluded(image: Image, names: Sequence[str], facts: _Facts) -> Verdict | None:
-    pattern = facts.excludes.first_match(names)
+    pattern = facts.excluded.get(names)
     if pattern is None:
         return None
     return Verdict(image, Reason.EXCLUDED, f"matches exclude pattern {pattern}")
@@ -253,7 +281,8 @@ def _kept_as_latest(image: Image, _names: Sequence[str], facts: _Facts) -> Verdi
 
 
 # Each rule sees the image, its normalised names (computed once) and the facts.
-_RULES: tuple[Callable[[Image, Sequence[str], _Facts], Verdict | None], ...] = (
+_Rule = Callable[[Image, Sequence[str], _Facts], Verdict | None]
+_RULES: tuple[_Rule, ...] = (
     _in_use,
     _sandbox_image,
     _pinned,
@@ -265,12 +294,21 @@ _RULES: tuple[Callable[[Image, Sequence[str], _Facts], Verdict | None], ...] = (
 )
 
 
-def _first_rule_that_applies(image: Image, names: Sequence[str], facts: _Facts) -> Verdict | None:
-    for rule in _RULES:
-        verdict = rule(image, names, facts)
-        if verdict is not None:
-            return verdict
-    return None
+def _rules_that_can_apply(facts: _Facts) -> tuple[_Rule, ...]:
+    """The rules, in order, less those that apply to no image under this selection
+    and node: on a large node, even asking them costs."""
+    selection = facts.selection
+    can_apply: dict[_Rule, bool] = {
+        _in_use: bool(facts.users),
+        _sandbox_image: bool(facts.sandbox) or bool(facts.sandbox_patterns),
+        _pinned: True,
+        _excluded: bool(facts.excluded),
+        _not_included: selection.scope is Scope.DANGLING or bool(selection.include),
+        _too_new: selection.older_than is not None,
+        _recently_used: selection.unused_for is not None,
+        _kept_as_latest: bool(facts.kept_latest),
+    }
+    return tuple(rule for rule in _RULES if can_apply[rule])
 
 
 def _within_disk_target(

@@ -8,11 +8,14 @@ normalised; cri-dockerd: familiar), so everything is compared normalised.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import fnmatch
 import functools
+import itertools
+import operator
 import re
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from typing import Generic, Protocol, TypeVar
 
 from imageprune.policy import reference_syntax
@@ -24,6 +27,7 @@ MAX_PATTERN_LENGTH = 512
 _LEGACY_DEFAULT_DOMAIN = "index.docker.io"
 _OFFICIAL_NAMESPACE = "library"
 _GLOB = re.compile(r"[*?]")
+_WHITESPACE = re.compile(r"\s")  # what str.isspace calls whitespace
 _ID_ALGORITHM = "sha256:"
 _BARE_ID = re.compile(r"[0-9a-f]{64}")
 _TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -76,9 +80,14 @@ def image_names(image: NamedImage) -> tuple[str, ...]:
     """Everything an image is known by, normalised: its ID (with "sha256:"), its
     tags, its repo digests and their bare manifest digests ("sha256:..."). Names a
     runtime reports that do not parse are kept as reported."""
+    image_id = image.id
+    # containerd's IDs have their "sha256:" (no call to check for hex digits).
+    qualified = image_id if image_id.startswith(_ID_ALGORITHM) else _qualified_id(image_id)
+    names = (qualified, *map(_normalized_or_raw, image.repo_tags))
+    if not image.repo_digests:
+        return names  # most images: no digest part to build
     return (
-        _qualified_id(image.id),
-        *map(_normalized_or_raw, image.repo_tags),
+        *names,
         *map(_normalized_or_raw, image.repo_digests),
         *(name.rpartition("@")[2] for name in image.repo_digests),
     )
@@ -87,13 +96,17 @@ def image_names(image: NamedImage) -> tuple[str, ...]:
 def repositories_of(image: NamedImage) -> frozenset[str]:
     """Every repository an image has a tag or a digest in; unparsable names are
     skipped."""
-    repositories = set()
-    for name in (*image.repo_tags, *image.repo_digests):
-        try:
-            repositories.add(repository_of(name))
-        except ValueError:
-            continue
-    return frozenset(repositories)
+    repositories = map(_repository_or_none, (*image.repo_tags, *image.repo_digests))
+    return frozenset(filter(None, repositories))
+
+
+def sorted_repositories(image: NamedImage) -> Sequence[str]:
+    """`repositories_of`, sorted."""
+    names = image.repo_tags + image.repo_digests
+    if len(names) == 1:  # most images: nothing to sort, no set to build
+        repository = _repository_or_none(names[0])
+        return () if repository is None else (repository,)
+    return sorted(repositories_of(image))
 
 
 def _is_domain(component: str) -> bool:
@@ -138,7 +151,7 @@ def _qualify(name: str) -> str:
 # planning 10,000 images well inside its time budget.
 @functools.lru_cache(maxsize=65_536)
 def _parse(reference: str) -> _Reference:
-    if not reference or any(c.isspace() for c in reference):
+    if not reference or _WHITESPACE.search(reference):
         raise ValueError(f"invalid image reference {reference!r}: empty or contains whitespace")
     name, tag, digest = _split(reference, kind="image reference")
     if tag is not None and not _TAG.fullmatch(tag):
@@ -158,12 +171,26 @@ def _familiar(normalized: str) -> str:
     return normalized
 
 
+# A runtime's names that do not parse are met on every run too: unlike _parse, this
+# caches them (as None).
+@functools.lru_cache(maxsize=65_536)
+def _parsed_or_none(name: str) -> _Reference | None:
+    try:
+        return _parse(name)
+    except ValueError:
+        return None
+
+
 @functools.lru_cache(maxsize=65_536)
 def _normalized_or_raw(name: str) -> str:
-    try:
-        return normalize_reference(name)
-    except ValueError:
-        return name
+    reference = _parsed_or_none(name)
+    return name if reference is None else reference.text
+
+
+@functools.lru_cache(maxsize=65_536)
+def _repository_or_none(name: str) -> str | None:
+    reference = _parsed_or_none(name)
+    return None if reference is None else reference.repository
 
 
 def _qualified_id(image_id: str) -> str:
@@ -228,51 +255,125 @@ class Pattern:
 class PatternSet:
     """Several patterns judged together, fast for an image that matches none (the
     common case): most patterns start with a registry, matched literally, so one
-    `str.startswith` per name rules them all out; the domainless rest are joined
-    into one regular expression, which also tries familiar names."""
+    regular expression of those literal prefixes rules them all out; the domainless
+    rest are joined into one regular expression, which also tries familiar names."""
 
     patterns: tuple[Pattern, ...]
-    _prefixes: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
-    _unprefixed: re.Pattern[str] | None = dataclasses.field(init=False, repr=False, compare=False)
-    # Text each domainless pattern must contain (its longest run without a glob):
-    # a substring test is far cheaper than the regex's backtracking over "*".
-    _needles: tuple[str, ...] = dataclasses.field(init=False, repr=False, compare=False)
+    # The literal text before each prefixed pattern's first wildcard, as one
+    # alternation (a regex tells a name's first character from all of them at once).
+    _prefixes: re.Pattern[str] | None = dataclasses.field(init=False, repr=False, compare=False)
+    # For the domainless patterns (None if there are none): the text each must
+    # contain (its longest run without a glob), as one alternation, since a
+    # substring search is far cheaper than the patterns' backtracking over "*";
+    # then the patterns themselves, joined.
+    _unprefixed: tuple[re.Pattern[str], re.Pattern[str]] | None = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
+    # The same literals, to find in a ListingNames' text: a prefix after a newline,
+    # a needle anywhere. None when one is empty (then every image is a candidate).
+    _scans: tuple[re.Pattern[str], ...] | None = dataclasses.field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
-        # The literal text before a pattern's first wildcard.
-        prefixes = tuple(_GLOB.split(p.glob)[0] for p in self.patterns if not p._domainless)
+        prefixes = [_GLOB.split(p.glob)[0] for p in self.patterns if not p._domainless]
         unprefixed = [p for p in self.patterns if p._domainless]
         # fnmatch's translations are anchored groups ("(?s:...)\Z"), so joined
         # they still match whole names only.
         union = "|".join(p._regex.pattern for p in unprefixed)
-        regex = None
+        both = None
+        needles = [max(_GLOB.split(p.glob), key=len) for p in unprefixed]
         if union:
             # Domainless patterns also meet familiar names, which differ from the
             # normalised ones only on Docker Hub: what follows "docker.io/library/",
             # else "docker.io/".
             hub, library = re.escape(f"{DEFAULT_DOMAIN}/"), re.escape(f"{_OFFICIAL_NAMESPACE}/")
             regex = re.compile(f"{union}|{hub}(?:{library}(?:{union})|(?!{library})(?:{union}))")
-        # An empty needle ("*") is in every name: then only the regex can tell.
-        needles = tuple(max(_GLOB.split(p.glob), key=len) for p in unprefixed)
-        object.__setattr__(self, "_prefixes", prefixes)
-        object.__setattr__(self, "_needles", needles)
-        object.__setattr__(self, "_unprefixed", regex)
+            # An empty needle ("*") is in every name: then only the regex can tell.
+            both = (_literals(needles), regex)
+        scans = None
+        if "" not in prefixes and "" not in needles:
+            scans = tuple(
+                _literals(literals, after=after)
+                for literals, after in ((prefixes, _NAME_SEPARATOR), (needles, ""))
+                if literals
+            )
+        object.__setattr__(self, "_prefixes", _literals(prefixes) if prefixes else None)
+        object.__setattr__(self, "_unprefixed", both)
+        object.__setattr__(self, "_scans", scans)
 
     def first_match(self, names: Sequence[str]) -> Pattern | None:
         """The first pattern that matches `names` (from `image_names`), if any."""
-        prefixes, regex = self._prefixes, self._unprefixed
-        maybe = any(name.startswith(prefixes) for name in names)  # False for no prefixes
+        prefixes, unprefixed = self._prefixes, self._unprefixed
+        maybe = prefixes is not None and any(map(prefixes.match, names))
         # A familiar name is the end of a normalised one, so a needle missing from
         # every name rules the domainless patterns out.
-        if (
-            not maybe
-            and regex is not None
-            and any(n in name for name in names for n in self._needles)
-        ):
-            maybe = any(map(regex.match, names))
+        if not maybe and unprefixed is not None and any(map(unprefixed[0].search, names)):
+            maybe = any(map(unprefixed[1].match, names))
         if not maybe:
             return None
         return next((p for p in self.patterns if p.matches_names(names)), None)
+
+    def first_matches(self, listing: ListingNames) -> dict[int, Pattern]:
+        """`first_match` for every image of a listing: position -> first pattern,
+        for the images that match one. One scan of the listing's text for each
+        kind of literal rules most images out, instead of a test per name."""
+        if not self.patterns:
+            return {}
+        candidates: Iterable[int] = range(len(listing.names))
+        if self._scans is not None and listing.scannable:
+            candidates = sorted(
+                {
+                    image
+                    for scan in self._scans
+                    for image in listing.images_at(m.start() for m in scan.finditer(listing.text))
+                }
+            )
+        found = {}
+        for position in candidates:
+            pattern = self.first_match(listing.names[position])
+            if pattern is not None:
+                found[position] = pattern
+        return found
+
+
+def _literals(texts: Sequence[str], *, after: str = "") -> re.Pattern[str]:
+    """One regular expression for any of `texts`, each after `after`."""
+    return re.compile(re.escape(after) + "(?:" + "|".join(map(re.escape, texts)) + ")")
+
+
+_NAME_SEPARATOR = "\n"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ListingNames:
+    """The names of every image of a listing (each from `image_names`), also as one
+    text, each name after a newline: a regular expression scans that text in C, a
+    test per name costs an interpreter step."""
+
+    names: Sequence[Sequence[str]]
+    text: str = dataclasses.field(init=False)
+    # False when a name holds a newline itself (a runtime's unparsable name): the
+    # count of newlines would no longer tell which name an offset is in.
+    scannable: bool = dataclasses.field(init=False)
+    _ends: list[int] = dataclasses.field(init=False, repr=False)  # names up to each image
+
+    def __post_init__(self) -> None:
+        ends = list(itertools.accumulate(map(len, self.names), initial=0))
+        # A separator before every name, "" joined first.
+        text = _NAME_SEPARATOR.join(itertools.chain(("",), *self.names))
+        object.__setattr__(self, "text", text)
+        object.__setattr__(self, "scannable", text.count(_NAME_SEPARATOR) == ends[-1])
+        object.__setattr__(self, "_ends", ends[1:])
+
+    def images_at(self, offsets: Iterable[int]) -> Iterator[int]:
+        """The position of the image whose name holds each offset of `text` (a name's
+        leading newline counts as its own); offsets ascending."""
+        name, counted = -1, 0
+        for offset in offsets:
+            name += self.text.count(_NAME_SEPARATOR, counted, offset + 1)
+            counted = offset + 1
+            yield bisect.bisect_right(self._ends, name)
 
 
 def _check_pattern_text(text: str) -> None:
@@ -359,18 +460,26 @@ class ReferenceIndex(Generic[_Referrer]):
                 referrers.setdefault(key, []).append((position, referrer))
         return cls(referrers)
 
+    def __bool__(self) -> bool:
+        """Whether any reference was indexed."""
+        return bool(self._referrers)
+
     def referrers(self, names: Sequence[str]) -> tuple[_Referrer, ...]:
         """Referrers of the image with `names` (from `image_names`), each once, in
         the order they were indexed."""
         if self._referrers.keys().isdisjoint(names):
             return ()  # the common case, decided in C
         get = self._referrers.get
-        found = sorted((entry for name in names for entry in get(name, ())), key=_position)
-        return tuple(dict.fromkeys(referrer for _, referrer in found))
+        found = [entry for name in names for entry in get(name, ())]
+        # Told apart by identity first: most images have one referrer, and hashing
+        # one (a container: all its fields) costs more than the rest of the lookup.
+        if len({id(referrer) for _, referrer in found}) == 1:
+            return (found[0][1],)
+        found.sort(key=_POSITION)
+        return tuple(dict.fromkeys([referrer for _, referrer in found]))
 
 
-def _position(entry: tuple[int, object]) -> int:
-    return entry[0]
+_POSITION = operator.itemgetter(0)  # of an entry: only positions are ordered
 
 
 # Containers name the same few references on every run, and an image ID (most
