@@ -341,6 +341,7 @@ def test_the_log_is_json_lines(operator: cluster.OperatorProcess) -> None:
     for line in lines:
         assert isinstance(json.loads(line), dict), line
     assert not any("succeeded." in line and "Timer 'timer'" in line for line in lines)
+    assert not any("HTTP Request:" in line for line in lines)  # httpx's line per request
 
 
 def test_deleting_a_policy_deletes_its_tasks(plane: ControlPlane) -> None:

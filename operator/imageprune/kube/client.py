@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -30,6 +31,9 @@ from imageprune.kube.config import Target
 from imageprune.kube.errors import ConfigError, translated
 
 DEFAULT_TIMEOUT = 30.0
+# httpx logs every request at INFO: 10,000 lines for a fan-out to 10,000 nodes. Our
+# own messages name the calls that matter (failures, retries).
+logging.getLogger(httpx2.__name__).setLevel(logging.WARNING)
 # Our objects are small; a bigger answer (or watch event) means something is wrong.
 MAX_BODY = 32 * 1024 * 1024
 
