@@ -11,7 +11,9 @@ writes the Node objects and plays the agents. At each size, on a fresh control p
 - delete: the policy with its N tasks is deleted (time, requests, 429s);
 - warm: the same policy again, the operator up;
 - start: the operator stopped, the policy created, the operator started: time until
-  every task exists (its start-up plus a fan-out, next to the warm fan-out alone).
+  every task exists (its start-up plus a fan-out, next to the warm fan-out alone);
+- start alone (in the cold and the start phases): from the operator's launch until it
+  logs that every Node and task is listed and indexed.
 At --extras-size (5,000) also: waves (maxConcurrentNodes 25%, 1% of nodes failing
 within a 5% failure budget) until the run completes; relabelling 1,000 nodes out of the
 selector; a restart mid-fan-out; two operators at once (the second should stand by behind
@@ -33,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import json
 import os
 import sys
@@ -191,11 +194,8 @@ async def run_size(size: int, args: Any, workdir: Path) -> dict[str, Any]:
             await client.close()
 
 
-async def measure_fleet(fleet: Fleet, args: Any, *, extras: bool) -> dict[str, Any]:
-    out: dict[str, Any] = {"nodes": fleet.size, "skipped": fleet.size - fleet.matched}
-    await fleet.setup()
-    await fleet.until("the agents' listing", lambda: fleet.agents.listed)
-
+async def measure_peer(fleet: Fleet) -> dict[str, Any]:
+    """The bare client writes the N tasks, then one DeleteCollection removes them."""
     peer: dict[str, Any] = {}
     started = time.monotonic()
     await loadgen.bare_client(fleet.client, fleet.size, policy="peer")
@@ -213,11 +213,19 @@ async def measure_fleet(fleet: Fleet, args: Any, *, extras: bool) -> dict[str, A
             print("  DeleteCollection of the peer's tasks cut off at 30 s; again", flush=True)
     await fleet.until("the peer's tasks gone", lambda: fleet.tasks_of("peer") == 0)
     peer["delete_s"] = time.monotonic() - started
-    out["peer"] = peer
+    return peer
+
+
+async def measure_fleet(fleet: Fleet, args: Any, *, extras: bool) -> dict[str, Any]:
+    out: dict[str, Any] = {"nodes": fleet.size, "skipped": fleet.size - fleet.matched}
+    await fleet.setup()
+    await fleet.until("the agents' listing", lambda: fleet.agents.listed)
+
+    out["peer"] = await measure_peer(fleet)
 
     cold: dict[str, Any] = {}
     with fleet.counting(cold):
-        launched = time.monotonic()
+        launched, launched_at = time.monotonic(), time.time()
         operator = fleet.start_operator()
         await asyncio.sleep(3)
         await fleet.create_policy(policy("fleet"))
@@ -228,6 +236,7 @@ async def measure_fleet(fleet: Fleet, args: Any, *, extras: bool) -> dict[str, A
             "status", lambda: fleet.completed("fleet")
         )
         cold["from_start_s"] = time.monotonic() - launched
+    cold["start_s"] = listed_after(operator, launched_at)
     out["cold"] = cold
 
     deleted: dict[str, Any] = {}
@@ -251,16 +260,28 @@ async def measure_fleet(fleet: Fleet, args: Any, *, extras: bool) -> dict[str, A
     restart: dict[str, Any] = {}
     await fleet.create_policy(policy("fleet"))
     with fleet.counting(restart):
+        launched_at = time.time()
         operator = fleet.start_operator()
         restart["tasks_s"] = await fleet.until(
             "tasks", lambda: fleet.tasks_of("fleet") >= fleet.matched
         )
+    restart["start_s"] = listed_after(operator, launched_at)
     out["start"] = restart
     await fleet.delete_policy("fleet")
 
     if extras:
         out |= await measure_extras(fleet, operator)
     return out
+
+
+def listed_after(operator: cluster_kit.OperatorProcess, launched_at: float) -> float | None:
+    """Seconds from the operator's launch until it logged the end of its start's
+    listings (every Node and task indexed): the start alone."""
+    for line in operator.log_lines():
+        if " nodes and " in line and "listed " in line:
+            stamp = json.loads(line)["timestamp"]
+            return datetime.datetime.fromisoformat(stamp).timestamp() - launched_at
+    return None
 
 
 async def measure_extras(fleet: Fleet, operator: Any) -> dict[str, Any]:
@@ -321,21 +342,26 @@ async def duplicates(fleet: Fleet, case: str, *, twice: bool) -> dict[str, Any]:
 
 def table(results: list[dict[str, Any]]) -> str:
     rows = [
-        "| nodes | bare client | cold: tasks / status | ratio | warm tasks | start + tasks"
-        " | requests/node | peak RSS | delete policy (requests) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| nodes | bare client | cold: tasks / status | ratio | warm tasks | start alone"
+        " | start + tasks | requests/node | peak RSS | delete policy (requests) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         peer, cold = r["peer"]["write_s"], r["cold"]
         rows.append(
             f"| {r['nodes']:,} | {peer:.1f} s | {cold['tasks_s']:.1f} / {cold['done_s']:.1f} s"
             f" | {cold['tasks_s'] / peer:.2f}x | {r['warm']['tasks_s']:.1f} s"
+            f" | {_seconds(cold.get('start_s'))} / {_seconds(r['start'].get('start_s'))}"
             f" | {r['start']['tasks_s']:.1f} s | {cold['per_node']:.2f}"
             f" | {cold['peak_rss_mib']:.0f} MiB"
             f" | {r['delete']['s']:.1f} s ({r['delete']['requests']},"
             f" 429s: {r['delete']['throttled']}) |"
         )
     return "\n".join(rows)
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
 
 
 def main(argv: list[str] | None = None) -> int:

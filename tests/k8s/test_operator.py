@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -342,6 +343,8 @@ def test_the_log_is_json_lines(operator: cluster.OperatorProcess) -> None:
         assert isinstance(json.loads(line), dict), line
     assert not any("succeeded." in line and "Timer 'timer'" in line for line in lines)
     assert not any("HTTP Request:" in line for line in lines)  # httpx's line per request
+    messages = [json.loads(line).get("message", "") for line in lines]
+    assert any(re.fullmatch(r"listed \d+ nodes and \d+ tasks", m) for m in messages)  # start-up
 
 
 def test_deleting_a_policy_deletes_its_tasks(plane: ControlPlane) -> None:

@@ -311,17 +311,4 @@ def bind_cluster_role(
 ) -> None:
     """A ClusterRole `name` of exactly `rules` (by default the least the agent needs: read
     its tasks, write their status), bound to the ServiceAccount `name` in default."""
-    role = {
-        "apiVersion": "rbac.authorization.k8s.io/v1",
-        "kind": "ClusterRole",
-        "metadata": {"name": name},
-        "rules": list(rules),
-    }
-    plane.kubectl("apply", "-f", "-", stdin=json.dumps(role))
-    plane.kubectl(
-        "create",
-        "clusterrolebinding",
-        name,
-        f"--clusterrole={name}",
-        f"--serviceaccount=default:{name}",
-    )
+    plane.bind_cluster_role(name, rules, f"--serviceaccount=default:{name}")

@@ -418,24 +418,25 @@ class ControlPlane:
         self._write_kubeconfig(path, username, issue_cert(self.ca, username, organizations=groups))
         return path
 
+    def bind_cluster_role(
+        self, name: str, rules: Sequence[Mapping[str, Any]], subject: str
+    ) -> None:
+        """A ClusterRole `name` of exactly `rules`, bound (binding `name` too) to `subject`,
+        kubectl's flag for it: --user=NAME or --serviceaccount=NAMESPACE:NAME."""
+        role = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": name},
+            "rules": list(rules),
+        }
+        self.kubectl("apply", "-f", "-", stdin=json.dumps(role))
+        self.kubectl("create", "clusterrolebinding", name, f"--clusterrole={name}", subject)
+
     @contextlib.contextmanager
     def user_with_rules(self, username: str, rules: Sequence[Mapping[str, Any]]) -> Iterator[Path]:
         """A kubeconfig for `username`, bound cluster-wide to a ClusterRole of the same
         name that holds exactly `rules`; the role and its binding go afterwards."""
-        role = {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "ClusterRole",
-            "metadata": {"name": username},
-            "rules": list(rules),
-        }
-        self.kubectl("apply", "-f", "-", stdin=json.dumps(role))
-        self.kubectl(
-            "create",
-            "clusterrolebinding",
-            username,
-            f"--clusterrole={username}",
-            f"--user={username}",
-        )
+        self.bind_cluster_role(username, rules, f"--user={username}")
         try:
             yield self.user_kubeconfig(username)
         finally:

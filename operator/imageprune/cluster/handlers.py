@@ -168,7 +168,10 @@ class _Operator:
                 self.agents.update(event.type, event.object)
 
     def _mark_synced(self) -> None:
-        if self.nodes.synced and self.tasks.synced:
+        if self.nodes.synced and self.tasks.synced and not self.synced.is_set():
+            # The end of the start's listings: on a large fleet, the news people wait for.
+            tasks = sum(len(views) for views in self.tasks.by_policy.values())
+            _log.info("listed %d nodes and %d tasks", len(self.nodes.labels), tasks)
             self.synced.set()
 
     async def wait_synced(self) -> None:
