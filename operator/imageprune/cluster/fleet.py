@@ -10,6 +10,7 @@ import sys
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from imageprune.api.fields import mapping
 from imageprune.cluster import observed
 
 
@@ -31,7 +32,7 @@ class Nodes:
         self.synced = True
 
     def update(self, kind: str, node: Mapping[str, Any]) -> None:
-        metadata = _mapping(node.get("metadata"))
+        metadata = mapping(node.get("metadata"))
         name = metadata.get("name")
         if not isinstance(name, str):
             return
@@ -40,7 +41,7 @@ class Nodes:
             self.not_ready.discard(name)
             return
         name = sys.intern(name)
-        labels = _mapping(metadata.get("labels"))
+        labels = mapping(metadata.get("labels"))
         self.labels[name] = _interned(labels)
         if observed.node_not_ready(node):
             self.not_ready.add(name)
@@ -66,7 +67,7 @@ class Tasks:
     def update(self, kind: str, body: Mapping[str, Any]) -> str | None:
         """The policy whose task changed; None for an object that is not one of ours."""
         view = observed.task_view(body)
-        name = _mapping(body.get("metadata")).get("name")
+        name = mapping(body.get("metadata")).get("name")
         if not isinstance(name, str):
             return None
         previous = self._policy_of.pop(name, None)
@@ -92,9 +93,9 @@ def node_essentials(node: Mapping[str, Any]) -> dict[str, Any]:
     """What Nodes.update reads: a Node's status.images alone is most of its 6 KB or more,
     and of its conditions (with their messages) only Ready counts. The labels are interned
     already here, while a listing of thousands is held whole."""
-    metadata = _mapping(node.get("metadata"))
+    metadata = mapping(node.get("metadata"))
     name = metadata.get("name")
-    conditions = _mapping(node.get("status")).get("conditions")
+    conditions = mapping(node.get("status")).get("conditions")
     ready = next(
         (
             str(c.get("status"))
@@ -113,8 +114,4 @@ def node_essentials(node: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _interned(labels: object) -> dict[str, str]:
-    return {sys.intern(str(k)): sys.intern(str(v)) for k, v in _mapping(labels).items()}
-
-
-def _mapping(value: object) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
+    return {sys.intern(str(k)): sys.intern(str(v)) for k, v in mapping(labels).items()}

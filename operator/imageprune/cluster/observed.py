@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from imageprune.api import conditions, task, times
+from imageprune.api.fields import mapping
 from imageprune.api.policy import Mode, Trigger
 
 
@@ -70,9 +71,9 @@ def task_view(body: Mapping[str, object]) -> TaskView | None:
     policy in its spec), which the operator then leaves alone. Its strings are interned:
     the node name is fleet.Nodes' own, and the policy, run ids, trigger and reasons repeat
     on thousands of tasks (the operator keeps every view, fleet.Tasks)."""
-    metadata = _mapping(body.get("metadata"))
-    spec = _mapping(body.get("spec"))
-    status = _mapping(body.get("status"))
+    metadata = mapping(body.get("metadata"))
+    spec = mapping(body.get("spec"))
+    status = mapping(body.get("status"))
     name, node, policy = metadata.get("name"), spec.get("nodeName"), spec.get("policyName")
     if not (isinstance(name, str) and isinstance(node, str) and isinstance(policy, str)):
         return None
@@ -80,7 +81,7 @@ def task_view(body: Mapping[str, object]) -> TaskView | None:
     ready = conditions.find(found, conditions.Type.READY)
     degraded = conditions.find(found, conditions.Type.DEGRADED)
     failure = degraded if conditions.is_true(found, conditions.Type.DEGRADED) else ready
-    report = _mapping(status.get("report"))
+    report = mapping(status.get("report"))
     ready_status = ready.get("status") if ready else None
     why = failure or {}
     return TaskView(
@@ -106,7 +107,7 @@ def task_view(body: Mapping[str, object]) -> TaskView | None:
 def node_not_ready(body: Mapping[str, object]) -> bool:
     """A Node whose Ready condition is False or Unknown (the kubelet stopped posting). A
     Node with no Ready condition at all is not known to be NotReady."""
-    found = _list(_mapping(body.get("status")).get("conditions"))
+    found = _list(mapping(body.get("status")).get("conditions"))
     ready = conditions.find([c for c in found if isinstance(c, Mapping)], conditions.Type.READY)
     return ready is not None and ready.get("status") != "True"
 
@@ -158,7 +159,7 @@ class Run:
 def run_from_status(status: Mapping[str, object]) -> Run | None:
     """The run recorded in a policy status, None if there is none (or it is unreadable:
     then the next trigger starts a fresh one)."""
-    run = _mapping(status.get("run"))
+    run = mapping(status.get("run"))
     run_id, started = _string(run.get("id")), _string(run.get("startTime"))
     if run_id is None or started is None:
         return None
@@ -178,10 +179,6 @@ def time_field(status: Mapping[str, object], field: str) -> datetime.datetime | 
         return times.from_rfc3339(text) if text else None
     except ValueError:
         return None
-
-
-def _mapping(value: object) -> Mapping[str, object]:
-    return value if isinstance(value, Mapping) else {}
 
 
 def _list(value: object) -> list[object] | tuple[object, ...]:
