@@ -108,6 +108,24 @@ def release(node: realnode.RealNode) -> Iterator[chart.Helm]:
     helm.run("uninstall", RELEASE, f"--namespace={NAMESPACE}", "--wait", check=False)
 
 
+@pytest.fixture(autouse=True)
+def settled(node: realnode.RealNode, release: chart.Helm) -> None:
+    """Each test starts on a settled node: Ready, and the chart's rollouts done (an
+    upgrade rolls the operator too, and its leader changes). A run that finds the node
+    NotReady or its agent pod not Ready skips it: once, in CI, the diskUsage run after
+    the mid-run upgrade completed at once, with no task."""
+    node.wait_ready()
+    for workload in (f"deployment/{RELEASE}-operator", f"daemonset/{RELEASE}-agent"):
+        node.plane.kubectl(
+            "rollout",
+            "status",
+            workload,
+            f"--namespace={NAMESPACE}",
+            "--timeout=180s",
+            timeout=200,
+        )
+
+
 def pods(node: realnode.RealNode, component: str) -> list[dict[str, Any]]:
     selector = f"app.kubernetes.io/component={component}"
     items: list[dict[str, Any]] = node.plane.get("pods", "-n", NAMESPACE, "-l", selector)["items"]
@@ -547,9 +565,10 @@ def test_disk_usage_policy_removes_with_the_default_non_root_agent(
     )
     with _policy(node, manifest):
         run = _run_of(node, DISK_POLICY)
-        (task,) = cluster_kit.tasks(node.plane, DISK_POLICY).values()
-        seen = f"{task['status']}\n{_diagnostics(node)}"
+        tasks = cluster_kit.tasks(node.plane, DISK_POLICY)
+        seen = f"{cluster_kit.status(node.plane, DISK_POLICY)}\n{tasks}\n{_diagnostics(node)}"
     assert run["nodes"]["succeeded"] == 1, seen
+    (task,) = tasks.values()
     # Removed by the policy's run or by a disk check of the agent before it (kubelet's
     # GC is out of the way): neither acts without the figures.
     for image_id in ids:
