@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import signal
 import uuid
 from collections.abc import AsyncIterator
 
 import pytest
+from lightkube.generic_resource import create_namespaced_resource
 
 from imageprune.api import names
 from imageprune.kube import client as kube_client
@@ -24,6 +26,7 @@ from testkit.agent import create_task, request_run
 from testkit.kube import ControlPlane
 
 pytestmark = pytest.mark.k8s
+ConfigMap = create_namespaced_resource("", "v1", "ConfigMap", "configmaps")
 
 
 @pytest.fixture(scope="module")
@@ -153,6 +156,23 @@ async def test_answers_are_bounded(
     monkeypatch.setattr(kube_client, "MAX_BODY", 512)
     with pytest.raises(Unreachable, match="exceeds 512"):
         await client.list(Task)
+
+
+async def test_a_gzipped_answer_is_read_whole_and_bounded_inflated(
+    plane: ControlPlane, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The apiserver gzips an answer over 128 KiB. 600 KB of repeated text compress to a
+    few KB: the bound counts what they inflate to, not what crossed the wire."""
+    namespace = f"gzip-{uuid.uuid4().hex[:8]}"
+    plane.kubectl("create", "namespace", namespace)
+    data = {f"k{i}": "imageprune " * 20_000 for i in range(3)}
+    configmap = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "big"}, "data": data}
+    plane.kubectl("create", "-n", namespace, "-f", "-", stdin=json.dumps(configmap))
+    (item,), _ = await client.list(ConfigMap, namespace=namespace)
+    assert item["data"] == data
+    monkeypatch.setattr(kube_client, "MAX_BODY", 200_000)
+    with pytest.raises(Unreachable, match="exceeds 200000"):
+        await client.list(ConfigMap, namespace=namespace)
 
 
 async def test_a_delete_collection_drops_its_answer(

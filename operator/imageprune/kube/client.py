@@ -15,6 +15,7 @@ import contextlib
 import logging
 import ssl
 import tempfile
+import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,7 +36,11 @@ DEFAULT_TIMEOUT = 30.0
 # own messages name the calls that matter (failures, retries).
 logging.getLogger(httpx2.__name__).setLevel(logging.WARNING)
 # Our objects are small; a bigger answer (or watch event) means something is wrong.
+# Counted decompressed: the apiserver gzips answers over 128 KiB.
 MAX_BODY = 32 * 1024 * 1024
+# A gzipped answer is inflated this much at a time: a small input never becomes a big
+# buffer in one step.
+_INFLATE_STEP = 1024 * 1024
 
 # A request extension: a successful answer is dropped unread (an error is still read).
 _DROP_ANSWER = "imageprune_drop_answer"
@@ -207,6 +212,8 @@ class Transport(httpx2.AsyncBaseTransport):
             }
         if self.tls_server_name:
             request.extensions["sni_hostname"] = self.tls_server_name
+        # The one encoding _Bounded inflates (and counts) itself.
+        request.headers["Accept-Encoding"] = "gzip"
         identity = await self.credential.identity()
         response = await self._send(request, identity)
         if response.status_code == 401:
@@ -219,7 +226,8 @@ class Transport(httpx2.AsyncBaseTransport):
         if request.extensions.get(_DROP_ANSWER) and response.status_code < 400:
             response.stream = _Dropped(response.stream)
         else:
-            response.stream = _Bounded(response.stream, per_line=watch)
+            encoding = response.headers.pop("Content-Encoding", "identity").strip().lower()
+            response.stream = _Bounded(response.stream, per_line=watch, encoding=encoding)
         return response
 
     async def _send(self, request: httpx2.Request, identity: Identity) -> httpx2.Response:
@@ -236,21 +244,42 @@ class Transport(httpx2.AsyncBaseTransport):
 
 
 class _Bounded(httpx2.AsyncByteStream):
-    """At most MAX_BODY bytes: in all (an answer) or between two newlines (a watch)."""
+    """At most MAX_BODY bytes, once inflated: in all (an answer) or between two newlines
+    (a watch). It inflates a gzipped answer itself, so that httpx (which the answer's
+    Content-Encoding is hidden from) never holds more than the bound."""
 
-    def __init__(self, inner: Any, *, per_line: bool) -> None:
+    def __init__(self, inner: Any, *, per_line: bool, encoding: str = "identity") -> None:
         self._inner = inner
         self._per_line = per_line
+        self._encoding = encoding
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         size = 0
-        async for chunk in self._inner:
+        async for chunk in self._inflated():
             size += len(chunk)
             if self._per_line and b"\n" in chunk:
                 size = len(chunk) - chunk.rfind(b"\n") - 1  # what the last line has so far
             if size > MAX_BODY:
                 raise httpx2.ReadError(f"the answer exceeds {MAX_BODY} bytes")
             yield chunk
+
+    async def _inflated(self) -> AsyncIterator[bytes]:
+        if self._encoding == "identity":
+            async for chunk in self._inner:
+                yield chunk
+            return
+        if self._encoding != "gzip":
+            raise httpx2.ReadError(f"the answer is in an encoding not asked for: {self._encoding}")
+        inflate = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        try:
+            async for chunk in self._inner:
+                rest = chunk
+                while rest and (piece := inflate.decompress(rest, _INFLATE_STEP)):
+                    yield piece
+                    rest = inflate.unconsumed_tail
+            yield inflate.flush()
+        except zlib.error as err:
+            raise httpx2.ReadError(f"the answer is not valid gzip: {err}") from None
 
     async def aclose(self) -> None:
         await self._inner.aclose()
