@@ -158,6 +158,23 @@ async def test_answers_are_bounded(
         await client.list(Task)
 
 
+async def test_a_page_over_the_bound_lists_again_in_smaller_pages(
+    plane: ControlPlane, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects near their maximum size: a page of 6 exceeds the bound, a page of 1 fits,
+    and the listing comes whole in the smaller pages."""
+    policy = f"pages-{uuid.uuid4().hex[:8]}"
+    labels = {names.POLICY_LABEL: policy}
+    for node in "abcdef":
+        create_task(plane, policy=policy, node=node, run_id="r1", selection={})
+    (one, *_), _ = await client.list(Task, labels=labels)
+    monkeypatch.setattr(kube_client, "MAX_BODY", 2 * len(json.dumps(one)) + 500)
+    with pytest.raises(Unreachable, match="exceeds"):
+        await client.list(Task, labels=labels)  # one page: nothing smaller to try
+    items, _ = await client.list(Task, labels=labels, chunk_size=6)
+    assert sorted(item["spec"]["nodeName"] for item in items) == list("abcdef")
+
+
 async def test_a_gzipped_answer_is_read_whole_and_bounded_inflated(
     plane: ControlPlane, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:

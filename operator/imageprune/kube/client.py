@@ -29,12 +29,13 @@ from lightkube.types import PatchType
 
 from imageprune.kube.auth import Credential, Identity
 from imageprune.kube.config import Target
-from imageprune.kube.errors import ConfigError, translated
+from imageprune.kube.errors import AnswerTooLarge, ConfigError, translated
 
 DEFAULT_TIMEOUT = 30.0
 # httpx logs every request at INFO: 10,000 lines for a fan-out to 10,000 nodes. Our
 # own messages name the calls that matter (failures, retries).
 logging.getLogger(httpx2.__name__).setLevel(logging.WARNING)
+_log = logging.getLogger(__name__)
 # Our objects are small; a bigger answer (or watch event) means something is wrong.
 # Counted decompressed: the apiserver gzips answers over 128 KiB.
 MAX_BODY = 32 * 1024 * 1024
@@ -84,20 +85,40 @@ class Client:
         keep: Callable[[JsonObject], JsonObject] | None = None,
     ) -> tuple[list[JsonObject], str]:
         """The items and the list's resourceVersion; in pages of `chunk_size`, each item
-        reduced by `keep` as its page arrives (so that a big list is never whole in memory)."""
+        reduced by `keep` as its page arrives (so that a big list is never whole in memory).
+        A page over the answer bound (objects near their maximum size) lists again, in
+        pages of an eighth as many objects, down to one."""
 
-        async def listing() -> tuple[list[JsonObject], str]:
+        async def listing(size: int | None) -> tuple[list[JsonObject], str]:
             pages = self._api.list(
                 res,
                 namespace=namespace,
                 labels=dict(labels) if labels else None,
                 fields=_selector(fields),
-                chunk_size=chunk_size,
+                chunk_size=size,
             )
             items = [keep(dict(item)) if keep else dict(item) async for item in pages]
             return items, str(pages.resourceVersion)
 
-        return await self._call(f"LIST {_plural(res)}", listing())
+        async def shrinking() -> tuple[list[JsonObject], str]:
+            size = chunk_size
+            while True:
+                try:
+                    return await listing(size)
+                except AnswerTooLarge:
+                    if not size or size == 1:
+                        raise
+                    smaller = max(1, size // 8)
+                    _log.warning(
+                        "LIST %s: a page of %d exceeds %d bytes; listing again in pages of %d",
+                        _plural(res),
+                        size,
+                        MAX_BODY,
+                        smaller,
+                    )
+                    size = smaller
+
+        return await self._call(f"LIST {_plural(res)}", shrinking())
 
     async def create(self, obj: Any) -> JsonObject:
         return dict(await self._call(f"POST {_plural(type(obj))}", self._api.create(obj)))
@@ -260,7 +281,7 @@ class _Bounded(httpx2.AsyncByteStream):
             if self._per_line and b"\n" in chunk:
                 size = len(chunk) - chunk.rfind(b"\n") - 1  # what the last line has so far
             if size > MAX_BODY:
-                raise httpx2.ReadError(f"the answer exceeds {MAX_BODY} bytes")
+                raise AnswerTooLarge(f"the answer exceeds {MAX_BODY} bytes")
             yield chunk
 
     async def _inflated(self) -> AsyncIterator[bytes]:

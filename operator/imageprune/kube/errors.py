@@ -26,6 +26,10 @@ class Unreachable(KubeError):
     garbage): retry later."""
 
 
+class AnswerTooLarge(httpx2.ReadError):
+    """The transport's bound on an answer (or a watch event) was passed."""
+
+
 class ApiError(KubeError):
     """The apiserver answered with an error status."""
 
@@ -64,6 +68,10 @@ def translated(what: str, server: str) -> Iterator[None]:
         raise ApiError(f"{what}: HTTP {code}", status=code) from None
     except (httpx2.TimeoutException, TimeoutError):  # TimeoutError: the call's own deadline
         raise Unreachable(f"the apiserver at {server} did not answer {what} in time") from None
+    except AnswerTooLarge as err:
+        raise Unreachable(
+            f"the apiserver at {server} sent too large an answer to {what}: {err}"
+        ) from None
     except httpx2.TransportError as err:
         raise Unreachable(f"cannot reach the apiserver at {server} ({what}): {err}") from None
     except (msgspec.DecodeError, msgspec.ValidationError, ValueError) as err:
