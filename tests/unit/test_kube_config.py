@@ -243,8 +243,60 @@ def test_unusable_kubeconfig_files(
     assert str(path) in str(caught.value)
 
 
-def test_no_credentials_anywhere(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="set --kubeconfig or \\$KUBECONFIG"):
+def _pod_and_home(tmp_path: Path) -> tuple[dict[str, str], Path]:
+    """An environment that is both in a pod (a service account at tmp_path/sa) and has
+    a ~/.kube/config (under a fake HOME); and that service account's directory."""
+    account = tmp_path / "sa"
+    account.mkdir()
+    (account / "token").write_text("t")
+    (tmp_path / ".kube").mkdir()
+    (tmp_path / ".kube" / "config").write_text(yaml.safe_dump(_doc(server="https://home:1")))
+    env = {"HOME": str(tmp_path), "KUBERNETES_SERVICE_HOST": "10.0.0.1"}
+    return env, account
+
+
+def test_without_kubeconfig_or_env_the_home_kubeconfig_is_read(tmp_path: Path) -> None:
+    env, _ = _pod_and_home(tmp_path)
+    del env["KUBERNETES_SERVICE_HOST"]
+    target = config.load(None, environ=env, service_account_dir=tmp_path / "no-sa")
+    assert target.server == "https://home:1"
+    assert str(tmp_path / ".kube" / "config") in target.source
+    # $KUBECONFIG, even one naming a missing file beside a present one, comes first.
+    (tmp_path / "env").write_text(yaml.safe_dump(_doc(server="https://env:1")))
+    env[config.KUBECONFIG_ENV] = f"{tmp_path / 'missing'}{os.pathsep}{tmp_path / 'env'}"
+    assert config.load(None, environ=env).server == "https://env:1"
+
+
+def test_in_a_pod_the_agent_takes_the_service_account_and_the_plugin_the_kubeconfig(
+    tmp_path: Path,
+) -> None:
+    env, account = _pod_and_home(tmp_path)
+    agent = config.load(None, environ=env, service_account_dir=account)
+    assert agent.server == "https://10.0.0.1:443"
+    plugin = config.load(None, environ=env, service_account_dir=account, in_cluster_first=False)
+    assert plugin.server == "https://home:1"
+    # kubectl falls back to the service account only when it finds no kubeconfig.
+    (tmp_path / ".kube" / "config").unlink()
+    alone = config.load(None, environ=env, service_account_dir=account, in_cluster_first=False)
+    assert alone.server == "https://10.0.0.1:443"
+
+
+def test_a_kubeconfig_env_of_empty_entries_names_no_file(tmp_path: Path) -> None:
+    env = {config.KUBECONFIG_ENV: os.pathsep * 2, "HOME": str(tmp_path)}
+    with pytest.raises(ConfigError, match=r"^\$KUBECONFIG \('::'\) names no file$"):
+        config.load(None, environ=env, service_account_dir=tmp_path)
+
+
+def test_no_credentials_anywhere_lists_every_place_tried(tmp_path: Path) -> None:
+    env = {"HOME": str(tmp_path)}
+    with pytest.raises(ConfigError) as caught:
+        config.load(None, environ=env, service_account_dir=tmp_path / "sa")
+    assert str(caught.value) == (
+        f"no Kubernetes credentials: no --kubeconfig, $KUBECONFIG unset, no "
+        f"{tmp_path}/.kube/config, and not in a pod (KUBERNETES_SERVICE_HOST is unset or "
+        f"{tmp_path}/sa/token is missing)"
+    )
+    with pytest.raises(ConfigError, match=r"no ~/\.kube/config \(\$HOME is unset\)"):
         config.load(None, environ={}, service_account_dir=tmp_path)
-    with pytest.raises(ConfigError, match="--context x: no kubeconfig given"):
-        config.load(None, context="x", environ={}, service_account_dir=tmp_path)
+    with pytest.raises(ConfigError, match=r"^--context x: no kubeconfig"):
+        config.load(None, context="x", environ=env, service_account_dir=tmp_path)

@@ -1,6 +1,7 @@
-"""Where the apiserver is and how to prove who we are: --kubeconfig, else the pod's
-service account when running in a cluster, else $KUBECONFIG; --context picks a context
-other than the current one.
+"""Where the apiserver is and how to prove who we are: --kubeconfig, else $KUBECONFIG,
+else ~/.kube/config, else the pod's service account, as kubectl looks (the agent and
+the operator, deployed in a cluster, try the service account first); --context picks a
+context other than the current one.
 
 Files are read only when regular and small (imageprune.files), and several $KUBECONFIG
 files are merged as kubectl merges them: the first file that names an entry, or sets
@@ -55,26 +56,47 @@ def load(
     context: str | None = None,
     environ: Mapping[str, str] | None = None,
     service_account_dir: Path = SERVICE_ACCOUNT_DIR,
+    in_cluster_first: bool = True,
 ) -> Target:
-    """--kubeconfig when given; else the pod's service account when running in a
-    cluster (unless a --context asks for a kubeconfig); else $KUBECONFIG. Raises
-    ConfigError saying what was tried."""
+    """--kubeconfig when given; else $KUBECONFIG; else ~/.kube/config; else the pod's
+    service account (kubectl's order, in_cluster_first=False). A component deployed in
+    a cluster (the agent, the operator) tries the service account first, unless a
+    --context asks for a kubeconfig. Raises ConfigError saying what was tried."""
     env = os.environ if environ is None else environ
     if explicit:
         return _from_files([Path(explicit)], what="--kubeconfig", context=context)
     in_pod = bool(env.get("KUBERNETES_SERVICE_HOST")) and (service_account_dir / "token").exists()
-    if in_pod and context is None:
+    if in_pod and context is None and in_cluster_first:
         return in_cluster(env, service_account_dir)
     if env.get(KUBECONFIG_ENV):
+        # Empty entries ("a::b", "::") are skipped, as kubectl skips them.
         paths = [Path(p) for p in env[KUBECONFIG_ENV].split(os.pathsep) if p]
+        if not paths:
+            raise ConfigError(f"${KUBECONFIG_ENV} ({env[KUBECONFIG_ENV]!r}) names no file")
         return _from_files(paths, what=f"${KUBECONFIG_ENV}", context=context)
+    default = default_kubeconfig(env)
+    if default is not None and default.exists():
+        return _from_files([default], what="the default kubeconfig", context=context)
+    if in_pod and context is None:
+        return in_cluster(env, service_account_dir)
+    home = str(default) if default is not None else "~/.kube/config ($HOME is unset)"
     if context is not None:
-        raise ConfigError(f"--context {context}: no kubeconfig given (--kubeconfig or $KUBECONFIG)")
+        raise ConfigError(
+            f"--context {context}: no kubeconfig (no --kubeconfig, ${KUBECONFIG_ENV} unset, "
+            f"no {home})"
+        )
     raise ConfigError(
-        "no Kubernetes credentials: not running in a pod (KUBERNETES_SERVICE_HOST is unset "
-        f"or {service_account_dir / 'token'} is missing) and no kubeconfig given: "
-        f"set --kubeconfig or ${KUBECONFIG_ENV}"
+        f"no Kubernetes credentials: no --kubeconfig, ${KUBECONFIG_ENV} unset, no {home}, "
+        "and not in a pod (KUBERNETES_SERVICE_HOST is unset or "
+        f"{service_account_dir / 'token'} is missing)"
     )
+
+
+def default_kubeconfig(env: Mapping[str, str]) -> Path | None:
+    """kubectl's default, ~/.kube/config, from $HOME as client-go finds it (not from
+    the password database: a test or a pod may set HOME to keep us out of the real one)."""
+    home = env.get("HOME")
+    return Path(home) / ".kube" / "config" if home else None
 
 
 def in_cluster(env: Mapping[str, str], directory: Path = SERVICE_ACCOUNT_DIR) -> Target:
