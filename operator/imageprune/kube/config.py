@@ -10,6 +10,8 @@ credential (token, token file, exec plugin) becomes an auth.Credential."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 import os
 from collections.abc import Mapping, Sequence
@@ -30,6 +32,7 @@ SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 KUBECONFIG_ENV = "KUBECONFIG"
 # Kubeconfigs with a few dozen clusters stay far below this; /dev/zero does not.
 _KUBECONFIG_LIMIT = 4 * 1024 * 1024
+_PEM_LIMIT = 1024 * 1024  # a CA bundle of a few hundred certificates
 # The file-valued fields of each kind of entry, relative to the file that holds it.
 _PATHS = {
     "clusters": ("certificate-authority",),
@@ -179,7 +182,8 @@ def _absolute(body: Mapping[str, Any], keys: Sequence[str], path: Path) -> dict[
     fixed = dict(body)
     for key in keys:
         if isinstance(fixed.get(key), str) and fixed[key]:
-            fixed[key] = str(path.parent / Path(fixed[key]).expanduser())
+            # kubectl does not expand "~" either: it is a folder name like any other.
+            fixed[key] = str(path.parent / fixed[key])
     # An exec plugin's command given as a relative path is relative to the kubeconfig
     # too (as kubectl resolves it); a bare name is looked up in PATH.
     plugin = fixed.get("exec")
@@ -193,6 +197,15 @@ def from_kubeconfig(
     merged: Mapping[str, Any], *, context: str | None = None, source: str = "kubeconfig"
 ) -> Target:
     """The target of `context` (default: current-context) of a merged kubeconfig."""
+    if context is None and not merged.get("current-context"):
+        # kubectl would fall back to http://localhost:8080 and fail to connect there.
+        contexts = ", ".join(merged["contexts"])
+        hint = (
+            f": choose one with --context ({contexts})"
+            if contexts
+            else " and no context is defined"
+        )
+        raise ConfigError(f"{source}: current-context is not set{hint}")
     # lightkube parses entries in the kubeconfig's own form: lists of named entries.
     listed = {
         key: [{"name": name, key.removesuffix("s"): body} for name, body in merged[key].items()]
@@ -210,26 +223,66 @@ def from_kubeconfig(
     cluster, user = chosen.cluster, chosen.user or User()
     # The raw entries, for the fields lightkube's models leave out.
     raw_cluster = merged["clusters"][chosen.context.cluster]
+    where = f"{source}: cluster {chosen.context.cluster!r}"
     if not raw_cluster.get("server"):  # lightkube would default to http://localhost:8080
-        raise ConfigError(f"{source}: cluster {chosen.context.cluster!r} names no server")
+        raise ConfigError(f"{where} names no server")
     url = httpx2.URL(cluster.server)
     if url.scheme not in ("https", "http") or not url.host:
         raise ConfigError(
-            f"{source}: server {cluster.server!r} must be an https:// (or http://) URL"
+            f"{where}: server {cluster.server!r} must be an https:// (or http://) URL"
+        )
+    if raw_cluster.get("proxy-url"):
+        raise ConfigError(
+            f"{where}: proxy-url is not supported: imageprune connects to the server directly"
+        )
+    ca = _pem(raw_cluster, "certificate-authority", where=where)
+    if ca is not None and cluster.insecure:
+        raise ConfigError(  # kubectl refuses it as well
+            f"{where}: insecure-skip-tls-verify and a certificate-authority exclude each other"
         )
     raw_user = merged["users"].get(chosen.context.user, {})
+    where = f"{source}: user {chosen.context.user!r}"
     return Target(
         server=cluster.server,
         source=source,
         cluster=cluster,
         user=user,
-        credential=_credential(user, raw_user, cluster=raw_cluster, where=source),
+        credential=_credential(user, raw_user, cluster=raw_cluster, ca=ca, where=where),
         tls_server_name=raw_cluster.get("tls-server-name") or None,
     )
 
 
+def _pem(body: Mapping[str, Any], field: str, *, where: str) -> bytes | None:
+    """The PEM of `field` (a file) or of `field`-data (inline base64), checked here so that
+    a bad one is named (ssl's errors name neither field nor file). A named file must be
+    readable even beside inline data, as kubectl requires."""
+    path, data = body.get(field), body.get(f"{field}-data")
+    if path:
+        try:
+            pem = files.read_regular_file(path, limit=_PEM_LIMIT)
+        except (OSError, files.FileRejected) as err:
+            reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+            raise ConfigError(f"{where}: cannot read {field} {path}: {reason}") from None
+    elif data:
+        try:  # Go's decoder skips line breaks, as some tools wrap the data
+            pem = base64.b64decode("".join(str(data).split()), validate=True)
+        except binascii.Error:
+            raise ConfigError(f"{where}: {field}-data is not valid base64") from None
+    else:
+        return None
+    if b"-----BEGIN " not in pem:
+        what = f"{field} {path}" if path else f"{field}-data"
+        raise ConfigError(f"{where}: {what} holds no PEM block")
+    return pem
+
+
 def _credential(
-    user: User, raw: Mapping[str, Any], *, cluster: Mapping[str, Any], where: str
+    user: User,
+    raw: Mapping[str, Any],
+    *,
+    cluster: Mapping[str, Any],
+    ca: bytes | None,
+    where: str,
 ) -> auth.Credential:
     if user.auth_provider is not None:
         raise ConfigError(f"{where}: auth providers are not supported; use an exec plugin")
@@ -239,13 +292,41 @@ def _credential(
         user.client_key or user.client_key_data
     ):
         raise ConfigError(f"{where}: a client certificate needs its key and a key its certificate")
-    # client-go's precedence: a token beats a token file.
+    for field in ("client-certificate", "client-key"):
+        _pem(raw, field, where=where)
+    # client-go's precedence: a token file (read for every request) beats a token,
+    # which stands in while the file cannot be read; either beats an exec plugin.
+    if user.token_file:
+        return auth.TokenFile(Path(user.token_file), fallback=user.token or None)
     if user.token:
         return auth.Fixed(auth.Identity(token=user.token))
-    if user.token_file:
-        return auth.TokenFile(Path(user.token_file))
     if user.exec is not None:
         raw_exec = raw.get("exec") or {}
-        info = execplugin.cluster_info(cluster) if raw_exec.get("provideClusterInfo") else None
+        _check_interactive_mode(raw_exec, where=where)
+        info = (
+            execplugin.cluster_info(cluster, ca=ca) if raw_exec.get("provideClusterInfo") else None
+        )
         return execplugin.ExecPlugin(user.exec, cluster=info)
     return auth.Fixed(auth.Identity())
+
+
+def _check_interactive_mode(raw_exec: Mapping[str, Any], *, where: str) -> None:
+    """kubectl's rules for exec.interactiveMode, where imageprune never has a terminal to
+    give the plugin (it runs in pods, and the kubectl plugin reads the plugin's output)."""
+    mode = raw_exec.get("interactiveMode")
+    if mode is None:
+        if raw_exec.get("apiVersion") == execplugin.API_VERSIONS[0]:  # v1 has no default
+            raise ConfigError(
+                f"{where}: exec.interactiveMode must be set for {execplugin.API_VERSIONS[0]}"
+                " (Never or IfAvailable)"
+            )
+        return
+    if mode == "Always":
+        raise ConfigError(
+            f"{where}: exec.interactiveMode Always needs a terminal, which imageprune does not "
+            "give credential plugins: use IfAvailable or Never"
+        )
+    if mode not in ("Never", "IfAvailable"):
+        raise ConfigError(
+            f"{where}: exec.interactiveMode {mode!r} is not one of Never, IfAvailable, Always"
+        )

@@ -10,6 +10,7 @@ every failure is a ConfigError that names the command."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime
 import json
@@ -31,19 +32,36 @@ _REAP_TIMEOUT = 5.0
 # Renew this long before the expiry, so that no request carries a token that expires
 # on the way.
 _MARGIN = datetime.timedelta(seconds=10)
+_CLUSTER_INFO_FIELDS = (
+    "server",
+    "tls-server-name",
+    "insecure-skip-tls-verify",
+    "disable-compression",
+)
+_EXEC_EXTENSION = "client.authentication.k8s.io/exec"
 # A failure is shared this long: the requests that wait on the run, and those that come
 # right after (several watches, kopf's login), get it without running the plugin again.
 _FAILURE_MEMORY = datetime.timedelta(seconds=30)
 
 
-def cluster_info(cluster: Mapping[str, Any]) -> dict[str, Any]:
-    """spec.cluster of KUBERNETES_EXEC_INFO, for a plugin with provideClusterInfo."""
-    keys = {
-        "server": "server",
-        "certificate-authority-data": "certificateAuthorityData",
-        "insecure-skip-tls-verify": "insecureSkipTlsVerify",
-    }
-    return {ours: cluster[theirs] for theirs, ours in keys.items() if theirs in cluster}
+def cluster_info(cluster: Mapping[str, Any], *, ca: bytes | None) -> dict[str, Any]:
+    """spec.cluster of KUBERNETES_EXEC_INFO, for a plugin with provideClusterInfo, as
+    client-go writes it: the kubeconfig's own field names, the CA inline (read from its
+    file if need be), and the cluster's client.authentication.k8s.io/exec extension as
+    `config`."""
+    info = {key: cluster[key] for key in _CLUSTER_INFO_FIELDS if cluster.get(key)}
+    if ca is not None:
+        info["certificate-authority-data"] = base64.b64encode(ca).decode()
+    extensions = cluster.get("extensions")
+    info["config"] = next(
+        (
+            entry.get("extension")
+            for entry in (extensions if isinstance(extensions, list) else ())
+            if isinstance(entry, Mapping) and entry.get("name") == _EXEC_EXTENSION
+        ),
+        None,
+    )
+    return info
 
 
 class _Status(msgspec.Struct):
