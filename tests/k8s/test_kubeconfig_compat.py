@@ -134,6 +134,19 @@ async def test_cluster_variants_both_work(
     assert await _both(kube_control_plane, kubeconfig) == (None, None)
 
 
+async def test_a_server_path_is_kept(kube_control_plane: ControlPlane, tmp_path: Path) -> None:
+    """Rancher serves each cluster under a path (/k8s/clusters/ID): requests go below it.
+    This apiserver has nothing there, so both must get a 404 (not the namespace)."""
+    for suffix, expected in (
+        ("/", None),
+        ("/k8s/clusters/c-m-1", "ApiError: GET default: HTTP 404"),
+    ):
+        cluster = {"server": kube_control_plane.server + suffix}
+        kubeconfig = _write(tmp_path, _variant(kube_control_plane, cluster=cluster))
+        theirs, ours = await _both(kube_control_plane, kubeconfig)
+        assert (theirs is None, ours) == (expected is None, expected)
+
+
 async def test_client_certificate_files_relative_to_the_kubeconfig(
     kube_control_plane: ControlPlane, tmp_path: Path
 ) -> None:

@@ -143,16 +143,21 @@ class ExecPlugin:
         except OSError as err:
             hint = f" ({c.installHint.strip()})" if c.installHint and c.installHint.strip() else ""
             raise ConfigError(f"{self.name} cannot be run: {err.strerror or err}{hint}") from None
+        # Filled as the plugin writes: what it said survives a timeout.
+        out, said = bytearray(), bytearray()
         try:
             async with asyncio.timeout(self.timeout):
                 assert process.stdout is not None
                 assert process.stderr is not None
-                out, said = await asyncio.gather(
-                    _read(process.stdout, process), _read(process.stderr, process)
+                await asyncio.gather(
+                    _read(process.stdout, process, out), _read(process.stderr, process, said)
                 )
                 code = await process.wait()
         except TimeoutError:
-            raise ConfigError(f"{self.name} did not finish within {self.timeout:g}s") from None
+            # A plugin waiting for a login (a device code to enter) has said so on stderr.
+            raise ConfigError(
+                f"{self.name} did not finish within {self.timeout:g}s: {_tail(said)}"
+            ) from None
         finally:
             if process.returncode is None:  # timed out or cancelled
                 _kill(process)
@@ -161,9 +166,8 @@ class ExecPlugin:
         if max(len(out), len(said)) > _OUTPUT_LIMIT:
             raise ConfigError(f"{self.name} printed more than {_OUTPUT_LIMIT // 1024} KiB")
         if code != 0:
-            tail = said.decode(errors="replace").strip()[-2000:]
-            raise ConfigError(f"{self.name} failed with exit code {code}: {tail or '(no output)'}")
-        return self._credential(out)
+            raise ConfigError(f"{self.name} failed with exit code {code}: {_tail(said)}")
+        return self._credential(bytes(out))
 
     def _credential(self, out: bytes) -> Identity:
         def bad(why: str) -> ConfigError:
@@ -192,14 +196,21 @@ class ExecPlugin:
         )
 
 
-async def _read(stream: asyncio.StreamReader, process: asyncio.subprocess.Process) -> bytes:
-    """Everything up to EOF; an output past the limit ends the plugin."""
-    try:
-        too_much = await stream.readexactly(_OUTPUT_LIMIT + 1)
-    except asyncio.IncompleteReadError as eof:
-        return eof.partial
-    _kill(process)
-    return too_much
+async def _read(
+    stream: asyncio.StreamReader, process: asyncio.subprocess.Process, into: bytearray
+) -> None:
+    """Everything up to EOF, into `into`; an output past the limit ends the plugin."""
+    while chunk := await stream.read(64 * 1024):
+        into += chunk
+        if len(into) > _OUTPUT_LIMIT:
+            _kill(process)
+            return
+
+
+def _tail(said: bytearray) -> str:
+    """The end of what the plugin printed on stderr, its lines joined into one."""
+    lines = [line.strip() for line in said.decode(errors="replace").splitlines()]
+    return "; ".join(line for line in lines if line)[-2000:] or "(no output)"
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:
