@@ -202,9 +202,14 @@ async def test_namespace_in_the_context_is_harmless(
             id="insecure-with-a-ca",
         ),
         pytest.param(
-            {"certificate-authority": "missing.crt"},
+            {"certificate-authority": "missing.crt", **_NO_CA},
             "cannot read certificate-authority",
-            id="ca-file-missing-beside-ca-data",
+            id="ca-file-missing",
+        ),
+        pytest.param(
+            {"certificate-authority": str(Path(__file__))},
+            "certificate-authority and certificate-authority-data are both set",
+            id="ca-file-and-ca-data",
         ),
         pytest.param(
             {"certificate-authority-data": base64.b64encode(b"hello").decode()},

@@ -185,6 +185,20 @@ def test_a_bare_plugin_command_is_looked_up_in_path() -> None:
             "cluster 'c-ctx': certificate-authority-data holds no PEM block",
         ),
         (
+            _doc(cluster={"certificate-authority": "x.crt", "certificate-authority-data": "eA=="}),
+            "cluster 'c-ctx': certificate-authority and certificate-authority-data are both set",
+        ),
+        (
+            _doc(
+                user={
+                    "client-key": "k",
+                    "client-key-data": "eA==",
+                    "client-certificate-data": _b64(PEM),
+                }
+            ),
+            "user 'u-ctx': client-key and client-key-data are both set: keep one",
+        ),
+        (
             _doc(cluster={"certificate-authority": "missing.crt"}),
             "cluster 'c-ctx': cannot read certificate-authority /etc/kube/missing.crt: No such",
         ),

@@ -242,21 +242,23 @@ def from_kubeconfig(
         )
     raw_user = merged["users"].get(chosen.context.user, {})
     where = f"{source}: user {chosen.context.user!r}"
+    credential = _credential(user, raw_user, cluster=raw_cluster, ca=ca, where=where)
     return Target(
         server=cluster.server,
         source=source,
         cluster=cluster,
         user=user,
-        credential=_credential(user, raw_user, cluster=raw_cluster, ca=ca, where=where),
+        credential=credential,
         tls_server_name=raw_cluster.get("tls-server-name") or None,
     )
 
 
 def _pem(body: Mapping[str, Any], field: str, *, where: str) -> bytes | None:
     """The PEM of `field` (a file) or of `field`-data (inline base64), checked here so that
-    a bad one is named (ssl's errors name neither field nor file). A named file must be
-    readable even beside inline data, as kubectl requires."""
+    a bad one is named (ssl's errors name neither field nor file)."""
     path, data = body.get(field), body.get(f"{field}-data")
+    if path and data:  # kubectl refuses the pair as well
+        raise ConfigError(f"{where}: {field} and {field}-data are both set: keep one")
     if path:
         try:
             pem = files.read_regular_file(path, limit=_PEM_LIMIT)
