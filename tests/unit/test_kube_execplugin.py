@@ -172,7 +172,8 @@ async def test_a_failure_is_shared_for_a_while_then_the_plugin_runs_again(
 
 
 async def test_a_missing_plugin_says_how_to_install_it(tmp_path: Path) -> None:
-    plugin = _plugin(tmp_path / "gke-auth", installHint="install it with gcloud components")
+    hint = "install it with\n        gcloud components\n"  # multi-line, as GKE's is
+    plugin = _plugin(tmp_path / "gke-auth", installHint=hint)
     with pytest.raises(ConfigError) as caught:
         await plugin.identity()
     assert f"'{tmp_path / 'gke-auth'}' cannot be run: No such file or directory" in str(

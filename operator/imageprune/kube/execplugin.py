@@ -141,7 +141,9 @@ class ExecPlugin:
                 start_new_session=True,
             )
         except OSError as err:
-            hint = f" ({c.installHint.strip()})" if c.installHint and c.installHint.strip() else ""
+            # Hints span lines (GKE's does): folded into one.
+            hint = " ".join((c.installHint or "").split())
+            hint = f" ({hint})" if hint else ""
             raise ConfigError(f"{self.name} cannot be run: {err.strerror or err}{hint}") from None
         # Filled as the plugin writes: what it said survives a timeout.
         out, said = bytearray(), bytearray()
