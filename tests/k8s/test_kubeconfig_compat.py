@@ -159,24 +159,28 @@ async def test_client_certificate_files_relative_to_the_kubeconfig(
 
 
 @pytest.mark.parametrize(
-    "text",
+    "encoded",
     [
-        pytest.param(lambda doc: yaml.safe_dump(doc).replace("\n", "\r\n"), id="crlf"),
-        pytest.param(lambda doc: "\ufeff" + yaml.safe_dump(doc), id="utf8-bom"),
-        pytest.param(json.dumps, id="json"),
+        pytest.param(lambda doc: yaml.safe_dump(doc).replace("\n", "\r\n").encode(), id="crlf"),
+        pytest.param(lambda doc: ("\ufeff" + yaml.safe_dump(doc)).encode(), id="utf8-bom"),
+        # As Windows PowerShell's `kubectl config view --raw > config` writes it.
+        pytest.param(lambda doc: yaml.safe_dump(doc).encode("utf-16"), id="utf16-bom"),
+        pytest.param(lambda doc: json.dumps(doc).encode(), id="json"),
         pytest.param(
             lambda doc: yaml.safe_dump(
                 {**doc, "preferences": {}, "extensions": [{"name": "x", "extension": {}}]}
-            ),
+            ).encode(),
             id="preferences-and-extensions",
         ),
     ],
 )
 async def test_file_forms_both_work(
-    kube_control_plane: ControlPlane, tmp_path: Path, text: Callable[[dict[str, Any]], str]
+    kube_control_plane: ControlPlane,
+    tmp_path: Path,
+    encoded: Callable[[dict[str, Any]], bytes],
 ) -> None:
     kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(text(_admin(kube_control_plane)))
+    kubeconfig.write_bytes(encoded(_admin(kube_control_plane)))
     assert await _both(kube_control_plane, kubeconfig) == (None, None)
 
 

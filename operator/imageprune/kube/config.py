@@ -127,16 +127,18 @@ def _from_files(paths: Sequence[Path], *, what: str, context: str | None) -> Tar
     documents = []
     for path in paths:
         try:
-            text = files.read_regular_file(path, limit=_KUBECONFIG_LIMIT).decode("utf-8")
+            content = files.read_regular_file(path, limit=_KUBECONFIG_LIMIT)
         except FileNotFoundError:
             # kubectl skips missing entries of a $KUBECONFIG list; a lone file must exist.
             if len(paths) == 1:
                 raise ConfigError(f"kubeconfig {path} (from {what}) does not exist") from None
             continue
-        except (OSError, UnicodeDecodeError, files.FileRejected) as err:
+        except (OSError, files.FileRejected) as err:
             raise ConfigError(f"cannot read kubeconfig {path} (from {what}): {err}") from None
         try:
-            document = yaml.safe_load(text)
+            # Bytes: YAML's reader takes UTF-8, or UTF-16 after its byte order mark (as
+            # Windows PowerShell writes `kubectl config view --raw > config`), as kubectl does.
+            document = yaml.safe_load(content)
         except yaml.YAMLError as err:
             reason = " ".join(str(err).split())  # YAML errors span lines
             raise ConfigError(f"kubeconfig {path} is not valid YAML: {reason}") from None
