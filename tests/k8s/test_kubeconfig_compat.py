@@ -321,18 +321,32 @@ async def test_exec_plugin_interactive_mode(
     mode: str | None,
     ours: str | None,
 ) -> None:
-    """Run without a terminal, as both are here (and we always are)."""
+    """Run without a terminal, as both are here (and we always are). Where both run the
+    plugin, it is given the same: KUBERNETES_EXEC_INFO, the args and env."""
     (tmp_path / "token").write_text(admin.token)
     fields = {"interactiveMode": mode} if mode else {}
     kubeconfig, dump = _exec_kubeconfig(admin.plane, tmp_path, version, **fields)
-    theirs, mine = await _both(admin.plane, kubeconfig)
+    theirs = _kubectl(admin.plane, kubeconfig, {})
+    given_by_kubectl = _given(dump)
+    mine = await _ours(kubeconfig, {}, admin.plane.workdir)
     if ours is None:
         assert (theirs, mine) == (None, None)
-        assert dump.read_text().splitlines()[-1] == "arg env"  # args and env given
+        assert _given(dump) == given_by_kubectl
+        assert given_by_kubectl[1] == "arg env"
     else:
         assert theirs is not None
         assert mine is not None
         assert ours in mine
+
+
+def _given(dump: Path) -> tuple[Any, str]:
+    """What _plugin recorded (and the record removed): KUBERNETES_EXEC_INFO, parsed, and
+    its argument and env; (None, "") when it did not run."""
+    if not dump.exists():
+        return None, ""
+    lines = [line for line in dump.read_text().splitlines() if line]
+    dump.unlink()
+    return json.loads(lines[0]), lines[-1]
 
 
 async def test_exec_plugin_cluster_info_is_what_kubectl_gives(admin: Admin, tmp_path: Path) -> None:
@@ -357,9 +371,9 @@ async def test_exec_plugin_cluster_info_is_what_kubectl_gives(admin: Admin, tmp_
     _write(tmp_path, document)
 
     assert _kubectl(admin.plane, kubeconfig, {}) is None
-    theirs = json.loads(dump.read_text().splitlines()[0])
+    theirs, _ = _given(dump)
     assert await _ours(kubeconfig, {}, admin.plane.workdir) is None
-    mine = json.loads(dump.read_text().splitlines()[0])
+    mine, _ = _given(dump)
     assert mine == theirs
     given = mine["spec"]["cluster"]
     assert base64.b64decode(given["certificate-authority-data"]) == admin.plane.ca.cert_pem
