@@ -188,9 +188,10 @@ async def test_a_hanging_plugin_is_stopped_showing_what_it_said(tmp_path: Path) 
     body = "echo 'To sign in, open https://login.example/device' >&2\necho 'code ABCD' >&2\n"
     script = _script(tmp_path, body + "exec sleep 600\n")
     with pytest.raises(ConfigError) as caught:
-        await _plugin(script, timeout=0.5).identity()
+        # Long enough for sh to print two lines on a loaded machine.
+        await _plugin(script, timeout=3).identity()
     assert str(caught.value).endswith(
-        "did not finish within 0.5s: To sign in, open https://login.example/device; code ABCD"
+        "did not finish within 3s: To sign in, open https://login.example/device; code ABCD"
     )
 
 
