@@ -323,6 +323,18 @@ def test_kubeconfig_env_merges_its_files_and_skips_missing_ones(tmp_path: Path) 
         (lambda path: None, "does not exist"),
         (lambda path: path.write_text("clusters: [\n"), "not valid YAML"),
         (lambda path: path.write_text("just a string\n"), "must be a YAML mapping"),
+        (
+            lambda path: path.write_text("kind: Pod\napiVersion: v1\n"),
+            "is a v1 Pod, not a v1 Config",
+        ),
+        (
+            lambda path: path.write_text(yaml.safe_dump({**_doc(), "apiVersion": "v2"})),
+            "is a v2 Config, not a v1 Config",
+        ),
+        (
+            lambda path: path.write_text(yaml.safe_dump({**_doc(), "users": _doc()["users"] * 2})),
+            "two users are named 'u-ctx'",
+        ),
         (lambda path: path.write_bytes(b"# caf\xe9\n"), "not valid YAML: unacceptable character"),
         (os.mkfifo, "not a regular file (a FIFO)"),  # reading it would wait for a writer
         (Path.mkdir, "not a regular file (a directory)"),

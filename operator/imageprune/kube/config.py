@@ -144,6 +144,10 @@ def _from_files(paths: Sequence[Path], *, what: str, context: str | None) -> Tar
             raise ConfigError(f"kubeconfig {path} is not valid YAML: {reason}") from None
         if not isinstance(document, Mapping):
             raise ConfigError(f"kubeconfig {path} must be a YAML mapping (a kind: Config)")
+        # kubectl accepts a file without kind and apiVersion, but no other kind or version.
+        kind = (document.get("apiVersion", "v1"), document.get("kind", "Config"))
+        if kind != ("v1", "Config"):
+            raise ConfigError(f"kubeconfig {path} is a {kind[0]} {kind[1]}, not a v1 Config")
         documents.append((path, document))
     if not documents:
         raise ConfigError(
@@ -167,9 +171,14 @@ def merge(documents: Sequence[tuple[Path, Mapping[str, Any]]]) -> dict[str, Any]
                 raise ConfigError(f"kubeconfig {path}: {key} must be a list")
             table = merged[key]
             inner = key.removesuffix("s")  # clusters[].cluster, users[].user, ...
+            names = set()
             for entry in entries:
                 if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
                     raise ConfigError(f"kubeconfig {path}: every entry of {key} needs a name")
+                # Across files the first entry of a name wins; within one, kubectl refuses.
+                if entry["name"] in names:
+                    raise ConfigError(f"kubeconfig {path}: two {key} are named {entry['name']!r}")
+                names.add(entry["name"])
                 body = entry.get(inner) or {}
                 if not isinstance(body, Mapping):
                     raise ConfigError(
