@@ -85,7 +85,8 @@ def test_a_plugin_failing_once_kopf_logs_in_again_stops_the_operator(
         f"echo '{json.dumps(credential)}'\n"
     )
     script.chmod(0o755)
-    config = kubeconfig(plane, "flaky", {"exec": {"apiVersion": V1, "command": str(script)}})
+    plugin = {"apiVersion": V1, "command": str(script), "interactiveMode": "Never"}
+    config = kubeconfig(plane, "flaky", {"exec": plugin})
     done = subprocess.run(
         [sys.executable, "-m", "imageprune.cluster.main", f"--kubeconfig={config}"],
         capture_output=True,

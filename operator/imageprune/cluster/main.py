@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--kubeconfig",
-        help="kubeconfig file (default: the in-cluster service account, then $KUBECONFIG)",
+        help="kubeconfig file (default: the in-cluster service account, then $KUBECONFIG,"
+        " then ~/.kube/config)",
     )
     parser.add_argument(
         "--context", help="the kubeconfig context to use (default: its current-context)"

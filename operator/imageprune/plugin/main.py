@@ -25,7 +25,8 @@ OK, CLUSTER_ERROR, INTERRUPTED = 0, 3, 130  # argparse exits 2 itself
 
 _EPILOG = """\
 kubeconfig: as kubectl reads it: --kubeconfig, else $KUBECONFIG (several files merged
-the way kubectl merges them), and its current context unless --context names another.
+the way kubectl merges them), else ~/.kube/config, else (in a pod) the service account;
+the current context unless --context names another.
 Exec credential plugins (EKS, GKE, AKS) work.
 
 exit codes: 0 done; 1 the run failed, paused or was ignored, or the spec is invalid;
