@@ -21,6 +21,7 @@ from lightkube.generic_resource import create_global_resource
 from imageprune.kube import config
 from imageprune.kube.client import Client
 from imageprune.kube.errors import ApiError, ConfigError, Unreachable
+from testkit import proxy
 from testkit.agent import admin_token
 from testkit.kube import ControlPlane
 
@@ -221,10 +222,15 @@ async def test_namespace_in_the_context_is_harmless(
             id="ca-data-not-pem",
         ),
         pytest.param(
-            # kubectl goes through the proxy (nothing listens there); we do not support one.
+            # Both go through the proxy, and nothing listens there.
             {"proxy-url": "http://127.0.0.1:1"},
-            "proxy-url is not supported",
-            id="proxy-url",
+            "Unreachable: cannot reach the apiserver",
+            id="proxy-url-nobody-listens",
+        ),
+        pytest.param(
+            {"proxy-url": "socks5://127.0.0.1:1"},
+            "must be an http:// or https:// URL (socks5 is not supported)",
+            id="proxy-url-socks5",
         ),
     ],
 )
@@ -438,3 +444,56 @@ async def test_kubeconfig_lists(kube_control_plane: ControlPlane, tmp_path: Path
     (tmp_path / ".kube").mkdir()
     (tmp_path / ".kube" / "config").write_text(kube_control_plane.kubeconfig_path.read_text())
     assert await _both(kube_control_plane, None, home) == (None, None)
+
+
+# In the apiserver's certificate, and resolved only by the proxy (as a corporate proxy
+# resolves a managed cluster's private name): a client that skips the proxy fails.
+PRIVATE_NAME = "kubernetes.default.svc"
+
+
+def _private_server(plane: ControlPlane, **cluster: Any) -> dict[str, Any]:
+    port = int(plane.server.rsplit(":", 1)[1])
+    return _variant(plane, cluster={"server": f"https://{PRIVATE_NAME}:{port}", **cluster})
+
+
+async def test_a_proxy_url_tunnels_to_a_name_only_the_proxy_resolves(
+    kube_control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    with proxy.running({PRIVATE_NAME: "127.0.0.1"}) as server:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        kubeconfig = _write(tmp_path, _private_server(kube_control_plane, **{"proxy-url": url}))
+        assert await _both(kube_control_plane, kubeconfig) == (None, None)
+    assert len(server.tunnels) >= 2, server.tunnels  # kubectl's, and ours
+    assert {target.split(":")[0] for target in server.tunnels} == {PRIVATE_NAME}
+
+
+@pytest.mark.parametrize(
+    ("no_proxy", "through_the_proxy"),
+    [
+        pytest.param("", True, id="no-NO_PROXY"),
+        pytest.param("example.com,10.0.0.0/8", True, id="NO_PROXY-names-others"),
+        pytest.param("kubernetes.default.svc:1", True, id="NO_PROXY-other-port"),
+        pytest.param(".svc", False, id="NO_PROXY-domain"),
+        pytest.param("default.svc", False, id="NO_PROXY-parent-name"),
+        pytest.param("*", False, id="NO_PROXY-star"),
+    ],
+)
+async def test_https_proxy_from_the_environment_unless_no_proxy_names_the_server(
+    kube_control_plane: ControlPlane, tmp_path: Path, no_proxy: str, through_the_proxy: bool
+) -> None:
+    """A server the NO_PROXY entry names is dialled directly, and its name does not
+    resolve here: both fail alike."""
+    kubeconfig = _write(tmp_path, _private_server(kube_control_plane))
+    with proxy.running({PRIVATE_NAME: "127.0.0.1"}) as server:
+        env = {"HTTPS_PROXY": f"127.0.0.1:{server.server_address[1]}", "NO_PROXY": no_proxy}
+        theirs, ours = await _both(kube_control_plane, kubeconfig, env)
+    assert (theirs is None, ours is None) == (through_the_proxy, through_the_proxy), (theirs, ours)
+    assert bool(server.tunnels) == through_the_proxy, server.tunnels
+
+
+async def test_a_loopback_server_never_goes_through_the_environments_proxy(
+    kube_control_plane: ControlPlane, tmp_path: Path
+) -> None:
+    kubeconfig = _write(tmp_path, _admin(kube_control_plane))  # https://127.0.0.1:port
+    env = {"HTTPS_PROXY": "http://127.0.0.1:1"}  # nothing listens there
+    assert await _both(kube_control_plane, kubeconfig, env) == (None, None)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit import cluster
+from testkit import cluster, proxy
 from testkit.agent import admin_token, exec_plugin_kubeconfig, kubeconfig
 from testkit.kube import ControlPlane
 
@@ -51,6 +51,38 @@ def test_the_operator_logs_in_through_an_exec_plugin(
             log = operator.log_tail()
             assert "HTTP/1.1 403" not in log, log
             assert "Forbidden" not in log, log
+    finally:
+        cluster.delete_nodes(plane)
+
+
+def test_the_operator_works_through_a_proxy_url(plane: ControlPlane, tmp_path: Path) -> None:
+    """The server's name resolves only at the proxy: kopf's connections (the policy's
+    status) and ours (the task) both go through it, or fail."""
+    name = f"proxied-{uuid.uuid4().hex[:8]}"
+    private = "kubernetes.default.svc"  # in the apiserver's certificate
+    port = plane.server.rsplit(":", 1)[1]
+    cluster.create_node(plane, name, {"proxied": name})
+    try:
+        with proxy.running({private: "127.0.0.1"}) as server:
+            config = kubeconfig(
+                plane,
+                name,
+                {"token": admin_token(plane, name)},
+                cluster={
+                    "server": f"https://{private}:{port}",
+                    "proxy-url": f"http://127.0.0.1:{server.server_address[1]}",
+                },
+            )
+            with cluster.operator(plane, tmp_path, kubeconfig=config) as operator:
+                cluster.apply(
+                    plane, cluster.policy(name, nodeSelector={"matchLabels": {"proxied": name}})
+                )
+                cluster.wait_for("the node's task", lambda: name in cluster.tasks(plane, name))
+                status = cluster.wait_for("the policy status", lambda: cluster.status(plane, name))
+                assert status["run"]["nodes"]["matched"] == 1
+                assert operator.alive(), operator.log_tail()
+        assert server.tunnels, "nothing went through the proxy"
+        assert {target.split(":")[0] for target in server.tunnels} == {private}
     finally:
         cluster.delete_nodes(plane)
 

@@ -168,7 +168,7 @@ def test_a_bare_plugin_command_is_looked_up_in_path() -> None:
         ),
         (
             _doc(cluster={"proxy-url": "socks5://localhost:1080"}),
-            "cluster 'c-ctx': proxy-url is not supported",
+            "cluster 'c-ctx': proxy-url: proxy 'socks5://localhost:1080' must be an http://",
         ),
         (
             _doc(

@@ -344,6 +344,7 @@ def connection_info(target: kube_config.Target, identity: auth.Identity) -> kopf
         token=identity.token,
         default_namespace="default",
         expiration=identity.expires,
+        proxy_url=target.proxy,
         **cert,  # type: ignore[arg-type]
     )
 

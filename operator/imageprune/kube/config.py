@@ -25,7 +25,7 @@ import yaml
 from lightkube.config.models import Cluster, User
 
 from imageprune import files
-from imageprune.kube import auth, execplugin
+from imageprune.kube import auth, execplugin, proxy
 from imageprune.kube.errors import ConfigError
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
@@ -51,6 +51,7 @@ class Target:
     user: User  # the static client certificate, if any, paths made absolute
     credential: auth.Credential
     tls_server_name: str | None = None
+    proxy: str | None = None  # the HTTP proxy to connect through (kube.proxy)
 
 
 def load(
@@ -64,8 +65,22 @@ def load(
     """--kubeconfig when given; else $KUBECONFIG; else ~/.kube/config; else the pod's
     service account (kubectl's order, in_cluster_first=False). A component deployed in
     a cluster (the agent, the operator) tries the service account first, unless a
-    --context asks for a kubeconfig. Raises ConfigError saying what was tried."""
+    --context asks for a kubeconfig. Raises ConfigError saying what was tried. Without
+    a proxy-url, the environment's proxy settings apply (kube.proxy)."""
     env = os.environ if environ is None else environ
+    target = _located(explicit, context, env, service_account_dir, in_cluster_first)
+    if target.proxy is None:
+        target = dataclasses.replace(target, proxy=proxy.from_environment(target.server, env))
+    return target
+
+
+def _located(
+    explicit: str | None,
+    context: str | None,
+    env: Mapping[str, str],
+    service_account_dir: Path,
+    in_cluster_first: bool,
+) -> Target:
     if explicit:
         return _from_files([Path(explicit)], what="--kubeconfig", context=context)
     in_pod = bool(env.get("KUBERNETES_SERVICE_HOST")) and (service_account_dir / "token").exists()
@@ -242,10 +257,10 @@ def from_kubeconfig(
         raise ConfigError(
             f"{where}: server {cluster.server!r} must be an https:// (or http://) URL"
         )
-    if raw_cluster.get("proxy-url"):
-        raise ConfigError(
-            f"{where}: proxy-url is not supported: imageprune connects to the server directly"
-        )
+    proxy_url = raw_cluster.get("proxy-url")
+    if proxy_url is not None and not isinstance(proxy_url, str):
+        raise ConfigError(f"{where}: proxy-url must be a string")
+    through = proxy.checked(proxy_url, where=f"{where}: proxy-url") if proxy_url else None
     ca = _pem(raw_cluster, "certificate-authority", where=where)
     if ca is not None and cluster.insecure:
         raise ConfigError(  # kubectl refuses it as well
@@ -261,6 +276,7 @@ def from_kubeconfig(
         user=user,
         credential=credential,
         tls_server_name=raw_cluster.get("tls-server-name") or None,
+        proxy=through,
     )
 
 
