@@ -27,7 +27,7 @@ _EPILOG = """\
 kubeconfig: as kubectl reads it: --kubeconfig, else $KUBECONFIG (several files merged
 the way kubectl merges them), else ~/.kube/config, else (in a pod) the service account;
 the current context unless --context names another.
-Exec credential plugins (EKS, GKE, AKS) work.
+Exec credential plugins (EKS, GKE, AKS) and proxies (proxy-url, HTTPS_PROXY, NO_PROXY) work.
 
 exit codes: 0 done; 1 the run failed, paused or was ignored, or the spec is invalid;
 2 bad arguments; 3 the cluster or kubeconfig stopped us; 130 interrupted.
