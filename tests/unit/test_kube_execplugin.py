@@ -189,9 +189,9 @@ async def test_a_hanging_plugin_is_stopped_showing_what_it_said(tmp_path: Path) 
     script = _script(tmp_path, body + "exec sleep 600\n")
     with pytest.raises(ConfigError) as caught:
         # Long enough for sh to print two lines on a loaded machine.
-        await _plugin(script, timeout=3).identity()
+        await _plugin(script, timeout=5).identity()
     assert str(caught.value).endswith(
-        "did not finish within 3s: To sign in, open https://login.example/device; code ABCD"
+        "did not finish within 5s: To sign in, open https://login.example/device; code ABCD"
     )
 
 
