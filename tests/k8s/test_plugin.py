@@ -217,6 +217,28 @@ def test_a_reader_that_leaves_early_ends_it_quietly(cluster: Cluster) -> None:
     assert stderr == ""
 
 
+@pytest.mark.parametrize(
+    ("redirect", "reason"),
+    [(">&-", "stdout is closed"), (">/dev/full", "No space left on device")],
+)
+@pytest.mark.parametrize("args", [("status", POLICY), ("explain", POLICY, NODES[0], APPS[0])])
+def test_an_unwritable_stdout_is_one_line_on_stderr(
+    cluster: Cluster, args: tuple[str, ...], redirect: str, reason: str
+) -> None:
+    """As the node CLI: the answer was read, only printing it failed; exit code 0."""
+    argv = command(*args, "-o", "json", f"--kubeconfig={cluster.plane.kubeconfig_path}")
+    result = subprocess.run(
+        ["/bin/sh", "-c", f'exec "$@" {redirect}', "sh", *argv],
+        capture_output=True,
+        text=True,
+        env=cliproc.env(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == f"error: cannot write the output: {reason}\n"
+
+
 def test_explain_names_the_nodes_when_the_node_has_no_task(cluster: Cluster) -> None:
     result = plugin(cluster.plane, "explain", POLICY, "nowhere", APPS[0])
     assert failed(result) == (

@@ -17,11 +17,12 @@ import signal
 import sys
 from collections.abc import Sequence
 
+from imageprune import streams
 from imageprune.kube.client import DEFAULT_TIMEOUT
 from imageprune.plugin import commands, connect, output
 from imageprune.policy import durations
 
-OK, CLUSTER_ERROR, INTERRUPTED = 0, 3, 130  # argparse exits 2 itself
+CLUSTER_ERROR, INTERRUPTED = 3, 130  # argparse exits 2 itself; commands return 0 or 1
 
 _EPILOG = """\
 kubeconfig: as kubectl reads it: --kubeconfig, else $KUBECONFIG (several files merged
@@ -102,6 +103,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     # The watch loop logs retries; a person sees them, a program still gets one document.
+    streams.guard_closed_descriptors()  # before the kubeconfig is opened
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     signal.signal(signal.SIGINT, _interrupted)
     try:
@@ -110,11 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except connect.Failure as failure:
         print(f"error: {failure}", file=sys.stderr)
         return CLUSTER_ERROR
-    except BrokenPipeError:
-        # The reader left early (`| head`): end quietly, and keep Python's exit-time
-        # flush of stdout from failing again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return OK
+    finally:
+        streams.flush(program="")  # what --help left buffered
 
 
 def _interrupted(signum: int, frame: object) -> None:
@@ -127,7 +126,9 @@ def _interrupted(signum: int, frame: object) -> None:
 
 
 async def _command(args: argparse.Namespace) -> int:
-    out = sys.stdout
+    # A reader that left (`| head`) or an unwritable stdout does not stop a run from
+    # being followed to its end, nor change the exit code (as the node CLI).
+    out = streams.Stdout(program="")
     async with connect.connected(
         args.kubeconfig, args.context, request_timeout=args.request_timeout
     ) as client:
