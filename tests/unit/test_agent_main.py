@@ -41,6 +41,16 @@ def test_the_node_name_is_required(
     assert "--node-name (or $NODE_NAME) is required" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["Node-1", "node_1", "node/1", "a" * 254, "-node"])
+def test_a_node_name_no_node_can_have_is_refused(
+    name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Else the agent would wait for that node's tasks for ever, saying nothing."""
+    monkeypatch.setenv("NODE_NAME", name)
+    assert _run(["--kubeconfig", "/dev/null"]) == 2
+    assert "--node-name (or $NODE_NAME): " in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [

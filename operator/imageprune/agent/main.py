@@ -17,6 +17,7 @@ from pathlib import Path
 
 from imageprune.agent import health, logs, runner
 from imageprune.agent.metrics import Metrics
+from imageprune.api import names
 from imageprune.kube import config as kube_config
 from imageprune.kube.client import Client
 from imageprune.kube.errors import ConfigError
@@ -145,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.node_name:
         parser.exit(
             EXIT_USAGE, "imageprune agent: error: --node-name (or $NODE_NAME) is required\n"
+        )
+    if problem := names.name_problem(args.node_name):
+        parser.exit(
+            EXIT_USAGE, f"imageprune agent: error: --node-name (or $NODE_NAME): {problem}\n"
         )
     if args.metrics_port and args.metrics_port == args.health_port:
         parser.exit(

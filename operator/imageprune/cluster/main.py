@@ -19,6 +19,7 @@ from typing import Any
 
 import kopf
 
+from imageprune.api import names
 from imageprune.cluster import handlers, leader, metrics
 from imageprune.kube import auth
 from imageprune.kube import config as kube_config
@@ -47,6 +48,18 @@ def _interval(text: str) -> float:
     if not 0.1 <= seconds <= 3600:
         raise argparse.ArgumentTypeError(f"must be 0.1 to 3600 seconds (got {text!r})")
     return seconds
+
+
+def _object_name(text: str) -> str:
+    if problem := names.name_problem(text):
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def _namespace(text: str) -> str:
+    if problem := names.name_problem(text, namespace=True):
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--agent-namespace",
+        type=_namespace,
         metavar="NAMESPACE",
         help="the namespace of the agent DaemonSet's pods: a matched node with no Ready "
         "agent pod is skipped (AgentNotRunning) instead of stalling a run. Needs "
@@ -104,11 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     election.add_argument(
         "--lease-namespace",
+        type=_namespace,
         metavar="NAMESPACE",
         help="the Lease's namespace (default: the pod's own, else default)",
     )
     election.add_argument(
-        "--lease-name", default=leader.Settings.name, help="(default %(default)s)"
+        "--lease-name",
+        type=_object_name,
+        default=leader.Settings.name,
+        help="(default %(default)s)",
     )
     election.add_argument(
         "--lease-duration",

@@ -12,12 +12,12 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import signal
 import sys
 from collections.abc import Sequence
 
 from imageprune import streams
+from imageprune.api import names
 from imageprune.kube.client import DEFAULT_TIMEOUT
 from imageprune.plugin import commands, connect, output
 from imageprune.policy import durations
@@ -148,16 +148,10 @@ async def _command(args: argparse.Namespace) -> int:
         )
 
 
-# An object name (policies and nodes are DNS subdomains): anything else cannot exist,
-# and "/" or ".." would change the API path the name is put into.
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
-
-
 def _name(text: str) -> str:
-    if not _NAME.fullmatch(text):
-        raise argparse.ArgumentTypeError(
-            f"{text[:80]!r} is not an object name (lower case letters, digits, '-' and '.')"
-        )
+    problem = names.name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 
