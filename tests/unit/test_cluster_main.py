@@ -87,6 +87,9 @@ def test_an_unknown_context_exits_2_naming_it(
         ("--lease-namespace", "kube_system", "not a namespace"),
         ("--lease-namespace", "", "not a namespace"),
         ("--agent-namespace", "a.b", "not a namespace"),
+        ("--agent-selector", "app name=agent", "'app name' is not a label key"),
+        ("--agent-selector", "Bad_Prefix/app=agent", "not a label key"),
+        ("--agent-selector", "app=an agent", "'an agent' is not a label value"),
     ],
 )
 def test_bad_flags_exit_2_naming_the_flag(

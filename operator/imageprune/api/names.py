@@ -50,3 +50,18 @@ def name_problem(text: str, *, namespace: bool = False) -> str | None:
         f"{text[:80]!r} is not {'a namespace' if namespace else 'an object name'} "
         f"(lower case letters, digits and {allowed}; at most {most} characters)"
     )
+
+
+# A label's name part, and its value when not empty.
+_LABEL_NAME = re.compile(r"(?=.{1,63}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+
+
+def label_problem(key: str, value: str) -> str | None:
+    """Why `key=value` cannot be a label (the apiserver would refuse a selector holding
+    it), None when it can: KEY is [PREFIX/]NAME, PREFIX a DNS subdomain."""
+    prefix, slash, name = key.rpartition("/")
+    if (slash and name_problem(prefix)) or not _LABEL_NAME.fullmatch(name):
+        return f"{key[:80]!r} is not a label key ([prefix/]name, the name at most 63 characters)"
+    if value and not _LABEL_NAME.fullmatch(value):
+        return f"{value[:80]!r} is not a label value (at most 63 letters, digits, '-', '_', '.')"
+    return None

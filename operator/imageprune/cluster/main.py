@@ -163,6 +163,8 @@ def _labels(text: str) -> dict[str, str]:
         key, equals, value = part.partition("=")
         if not equals or not key.strip():
             raise argparse.ArgumentTypeError(f"{part!r} is not KEY=VALUE (got {text!r})")
+        if problem := names.label_problem(key.strip(), value.strip()):
+            raise argparse.ArgumentTypeError(problem)
         labels[key.strip()] = value.strip()
     return labels
 
