@@ -291,9 +291,11 @@ def test_run_on_a_suspended_policy_says_it_was_ignored(cluster: Cluster) -> None
     assert "ignored the request (RunNowIgnored): the policy is suspended" in result.stdout
 
 
-def test_run_on_an_invalid_policy_says_why(cluster: Cluster) -> None:
-    """The CRD accepts this schedule's shape; the operator's cron parser does not."""
-    cluster_kit.apply(cluster.plane, cluster_kit.policy("plugin-bad", schedule="99 * * * *"))
+# The CRD accepts these schedules' shape; the operator's cron parser does not. February
+# 31st is valid cron to croniter, which then raised in every pass of the operator.
+@pytest.mark.parametrize("schedule", ["99 * * * *", "0 3 31 2 *"])
+def test_run_on_an_invalid_policy_says_why(cluster: Cluster, schedule: str) -> None:
+    cluster_kit.apply(cluster.plane, cluster_kit.policy("plugin-bad", schedule=schedule))
     try:
         result = plugin(cluster.plane, "run", "plugin-bad")
     finally:
