@@ -68,6 +68,15 @@ def test_bad_flags(flags: list[str], message: str, capsys: pytest.CaptureFixture
     assert message in capsys.readouterr().err
 
 
+def test_a_state_dir_that_cannot_be_one_is_refused_at_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Else the agent would start, and every run fail on the lock (reported NodeBusy)."""
+    (tmp_path / "file").write_text("")
+    assert _run(["--node-name", "n", "--state-dir", str(tmp_path / "file" / "state")]) == 2
+    assert f"{tmp_path}/file: not a directory (a regular file)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
