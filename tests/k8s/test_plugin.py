@@ -227,14 +227,7 @@ def test_an_unwritable_stdout_is_one_line_on_stderr(
 ) -> None:
     """As the node CLI: the answer was read, only printing it failed; exit code 0."""
     argv = command(*args, "-o", "json", f"--kubeconfig={cluster.plane.kubeconfig_path}")
-    result = subprocess.run(
-        ["/bin/sh", "-c", f'exec "$@" {redirect}', "sh", *argv],
-        capture_output=True,
-        text=True,
-        env=cliproc.env(),
-        timeout=60,
-        check=False,
-    )
+    result = cliproc.run_redirected(argv, redirect, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stderr == f"error: cannot write the output: {reason}\n"
 

@@ -4,7 +4,6 @@ kube-apiserver, without the imageprune CRDs (this module installs none)."""
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -86,13 +85,6 @@ def test_bad_arguments(kube_control_plane: ControlPlane, args: tuple[str, ...]) 
 
 def test_help_to_a_closed_stdout_is_one_line_on_stderr() -> None:
     """Python's own flush at exit would say "Exception ignored ..." and exit 120."""
-    result = subprocess.run(
-        ["/bin/sh", "-c", 'exec "$@" >&-', "sh", *command("status", "--help")],
-        capture_output=True,
-        text=True,
-        env=cliproc.env(),
-        timeout=60,
-        check=False,
-    )
+    result = cliproc.run_redirected(command("status", "--help"), ">&-", timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "error: cannot write the output: stdout is closed\n"
