@@ -232,12 +232,9 @@ def _operate(
     _register_login(registry, target, failures, stop)
     settings = kopf.OperatorSettings()
     handlers.configure(settings)
-    if args.metrics_port:
-        try:
-            metrics.serve(args.metrics_port)
-        except OSError as error:
-            print(f"{_PROG}: error: --metrics-port {args.metrics_port}: {error}", file=sys.stderr)
-            return EXIT_USAGE
+    if problem := _cannot_listen(args, lease):
+        print(f"{_PROG}: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     leadership = None
     if lease is not None:
         # Its own login: the elector runs on a thread of its own, beside kopf's loop.
@@ -281,6 +278,23 @@ def _operate(
         print(f"{_PROG}: error: cannot log in: {failures[-1]}", file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def _cannot_listen(args: argparse.Namespace, lease: leader.Settings | None) -> str | None:
+    """Why the operator cannot listen where asked, None when it can. The metrics server
+    starts here. /healthz is tried now when there is no election (whose standby serves
+    it, or fails to): kopf binds it later, and logs a traceback when it cannot."""
+    try:
+        if args.metrics_port:
+            metrics.serve(args.metrics_port)
+    except OSError as error:
+        return f"--metrics-port {args.metrics_port}: {error}"
+    try:
+        with leader.healthy(args.health_port if lease is None else 0):
+            pass
+    except OSError as error:
+        return f"--health-port {args.health_port}: {error}"
+    return None
 
 
 def _leave_early(leadership: leader.Leadership, signum: int, _frame: object) -> None:
