@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from testkit import cluster
+from testkit import cluster, proxy
 from testkit.agent import admin_token, exec_plugin_kubeconfig, kubeconfig
 from testkit.kube import ControlPlane
 
@@ -55,6 +55,38 @@ def test_the_operator_logs_in_through_an_exec_plugin(
         cluster.delete_nodes(plane)
 
 
+def test_the_operator_works_through_a_proxy_url(plane: ControlPlane, tmp_path: Path) -> None:
+    """The server's name resolves only at the proxy: kopf's connections (the policy's
+    status) and ours (the task) both go through it, or fail."""
+    name = f"proxied-{uuid.uuid4().hex[:8]}"
+    private = "kubernetes.default.svc"  # in the apiserver's certificate
+    port = plane.server.rsplit(":", 1)[1]
+    cluster.create_node(plane, name, {"proxied": name})
+    try:
+        with proxy.running({private: "127.0.0.1"}) as server:
+            config = kubeconfig(
+                plane,
+                name,
+                {"token": admin_token(plane, name)},
+                cluster={
+                    "server": f"https://{private}:{port}",
+                    "proxy-url": f"http://127.0.0.1:{server.server_address[1]}",
+                },
+            )
+            with cluster.operator(plane, tmp_path, kubeconfig=config) as operator:
+                cluster.apply(
+                    plane, cluster.policy(name, nodeSelector={"matchLabels": {"proxied": name}})
+                )
+                cluster.wait_for("the node's task", lambda: name in cluster.tasks(plane, name))
+                status = cluster.wait_for("the policy status", lambda: cluster.status(plane, name))
+                assert status["run"]["nodes"]["matched"] == 1
+                assert operator.alive(), operator.log_tail()
+        assert server.tunnels, "nothing went through the proxy"
+        assert {target.split(":")[0] for target in server.tunnels} == {private}
+    finally:
+        cluster.delete_nodes(plane)
+
+
 def test_a_failing_plugin_stops_the_operator_naming_it(plane: ControlPlane) -> None:
     kubeconfig = exec_plugin_kubeconfig(plane, "broken-operator", api_version=V1, token=None)
     done = subprocess.run(
@@ -85,7 +117,8 @@ def test_a_plugin_failing_once_kopf_logs_in_again_stops_the_operator(
         f"echo '{json.dumps(credential)}'\n"
     )
     script.chmod(0o755)
-    config = kubeconfig(plane, "flaky", {"exec": {"apiVersion": V1, "command": str(script)}})
+    plugin = {"apiVersion": V1, "command": str(script), "interactiveMode": "Never"}
+    config = kubeconfig(plane, "flaky", {"exec": plugin})
     done = subprocess.run(
         [sys.executable, "-m", "imageprune.cluster.main", f"--kubeconfig={config}"],
         capture_output=True,

@@ -248,8 +248,14 @@ def service_account_kubeconfig(plane: kube.ControlPlane, name: str, *, bind: boo
     return path
 
 
-def kubeconfig(plane: kube.ControlPlane, name: str, user: Mapping[str, object]) -> Path:
-    """A kubeconfig for the test apiserver whose user is `user`."""
+def kubeconfig(
+    plane: kube.ControlPlane,
+    name: str,
+    user: Mapping[str, object],
+    cluster: Mapping[str, object] | None = None,
+) -> Path:
+    """A kubeconfig for the test apiserver whose user is `user`; `cluster` adds to or
+    replaces its cluster's fields."""
     path = plane.workdir / f"{name}.kubeconfig"
     config = {
         "apiVersion": "v1",
@@ -260,6 +266,7 @@ def kubeconfig(plane: kube.ControlPlane, name: str, user: Mapping[str, object]) 
                 "cluster": {
                     "server": plane.server,
                     "certificate-authority": str(plane.pki / "ca.crt"),
+                    **(cluster or {}),
                 },
             }
         ],

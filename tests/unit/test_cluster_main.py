@@ -31,7 +31,7 @@ def test_a_kubeconfig_that_is_no_regular_file_is_refused_without_reading_it(
     [
         (None, "does not exist"),
         ("{[", "is not valid YAML"),
-        ("apiVersion: v1\nkind: Config\n", "No current context"),
+        ("apiVersion: v1\nkind: Config\n", "current-context is not set and no context is defined"),
         (
             "current-context: x\ncontexts: [{name: x, context: {cluster: c, user: u}}]\n"
             "clusters: [{name: c, cluster: {}}]\nusers: [{name: u, user: {}}]\n",

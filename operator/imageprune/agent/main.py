@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--kubeconfig",
         metavar="FILE",
-        help="default: the pod's service account when in a cluster, else $KUBECONFIG",
+        help="default: the pod's service account when in a cluster, else $KUBECONFIG,"
+        " else ~/.kube/config",
     )
     parser.add_argument(
         "--context",

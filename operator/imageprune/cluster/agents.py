@@ -55,9 +55,4 @@ def pod_essentials(pod: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _ready(pod: Mapping[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in _conditions(pod))
-
-
-def _conditions(pod: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    found = mapping(pod.get("status")).get("conditions")
-    return [c for c in found if isinstance(c, Mapping)] if isinstance(found, list | tuple) else []
+    return observed.ready_of(pod) == "True"

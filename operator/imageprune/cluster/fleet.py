@@ -95,21 +95,12 @@ def node_essentials(node: Mapping[str, Any]) -> dict[str, Any]:
     already here, while a listing of thousands is held whole."""
     metadata = mapping(node.get("metadata"))
     name = metadata.get("name")
-    conditions = mapping(node.get("status")).get("conditions")
-    ready = next(
-        (
-            str(c.get("status"))
-            for c in (conditions if isinstance(conditions, list) else [])
-            if isinstance(c, Mapping) and c.get("type") == "Ready"
-        ),
-        None,
-    )
     return {
         "metadata": {
             "name": sys.intern(name) if isinstance(name, str) else None,
             "labels": _interned(metadata.get("labels")),
         },
-        "status": observed.ready_status(ready),
+        "status": observed.ready_status(observed.ready_of(node)),
     }
 
 

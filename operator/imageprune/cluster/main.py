@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--kubeconfig",
-        help="kubeconfig file (default: the in-cluster service account, then $KUBECONFIG)",
+        help="kubeconfig file (default: the in-cluster service account, then $KUBECONFIG,"
+        " then ~/.kube/config)",
     )
     parser.add_argument(
         "--context", help="the kubeconfig context to use (default: its current-context)"
@@ -377,6 +378,7 @@ def connection_info(target: kube_config.Target, identity: auth.Identity) -> kopf
         token=identity.token,
         default_namespace="default",
         expiration=identity.expires,
+        proxy_url=target.proxy,
         **cert,  # type: ignore[arg-type]
     )
 

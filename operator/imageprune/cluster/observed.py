@@ -77,7 +77,7 @@ def task_view(body: Mapping[str, object]) -> TaskView | None:
     name, node, policy = metadata.get("name"), spec.get("nodeName"), spec.get("policyName")
     if not (isinstance(name, str) and isinstance(node, str) and isinstance(policy, str)):
         return None
-    found = [c for c in _list(status.get("conditions")) if isinstance(c, Mapping)]
+    found = _conditions_of(body)
     ready = conditions.find(found, conditions.Type.READY)
     degraded = conditions.find(found, conditions.Type.DEGRADED)
     failure = degraded if conditions.is_true(found, conditions.Type.DEGRADED) else ready
@@ -107,9 +107,19 @@ def task_view(body: Mapping[str, object]) -> TaskView | None:
 def node_not_ready(body: Mapping[str, object]) -> bool:
     """A Node whose Ready condition is False or Unknown (the kubelet stopped posting). A
     Node with no Ready condition at all is not known to be NotReady."""
+    ready = ready_of(body)
+    return ready is not None and ready != "True"
+
+
+def ready_of(body: Mapping[str, object]) -> str | None:
+    """The status of an object's Ready condition (a Node's, a pod's); None: it has none."""
+    ready = conditions.find(_conditions_of(body), conditions.Type.READY)
+    return None if ready is None else str(ready.get("status"))
+
+
+def _conditions_of(body: Mapping[str, object]) -> list[Mapping[str, object]]:
     found = _list(mapping(body.get("status")).get("conditions"))
-    ready = conditions.find([c for c in found if isinstance(c, Mapping)], conditions.Type.READY)
-    return ready is not None and ready.get("status") != "True"
+    return [c for c in found if isinstance(c, Mapping)]
 
 
 def ready_status(ready: str | None) -> Mapping[str, object]:

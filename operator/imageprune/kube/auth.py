@@ -43,10 +43,15 @@ class Fixed:
 @dataclasses.dataclass(frozen=True)
 class TokenFile:
     path: Path
+    # A kubeconfig's token beside its tokenFile: client-go presents it while the file
+    # cannot be read.
+    fallback: str | None = None
 
     async def identity(self, *, rejected: Identity | None = None) -> Identity:
         try:
             token = files.read_regular_file(self.path, limit=_TOKEN_LIMIT).decode().strip()
         except (OSError, UnicodeDecodeError, files.FileRejected) as err:
+            if self.fallback is not None:
+                return Identity(token=self.fallback)
             raise ConfigError(f"cannot read the token file {self.path}: {err}") from None
         return Identity(token=token)

@@ -217,7 +217,7 @@ class Transport(httpx2.AsyncBaseTransport):
             self._ssl = verify_cluster(target.cluster, target.user, lambda p: p, trust_env=False)
         except (OSError, ValueError) as err:  # ssl.SSLError is an OSError
             raise ConfigError(f"cannot set up TLS from {target.source}: {err}") from None
-        self._inner = httpx2.AsyncHTTPTransport(verify=self._ssl)
+        self._inner = httpx2.AsyncHTTPTransport(verify=self._ssl, proxy=target.proxy)
         self._plugin_cert: bytes | None = None
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:

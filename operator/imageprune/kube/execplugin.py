@@ -10,6 +10,7 @@ every failure is a ConfigError that names the command."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import datetime
 import json
@@ -31,19 +32,36 @@ _REAP_TIMEOUT = 5.0
 # Renew this long before the expiry, so that no request carries a token that expires
 # on the way.
 _MARGIN = datetime.timedelta(seconds=10)
+_CLUSTER_INFO_FIELDS = (
+    "server",
+    "tls-server-name",
+    "insecure-skip-tls-verify",
+    "disable-compression",
+)
+_EXEC_EXTENSION = "client.authentication.k8s.io/exec"
 # A failure is shared this long: the requests that wait on the run, and those that come
 # right after (several watches, kopf's login), get it without running the plugin again.
 _FAILURE_MEMORY = datetime.timedelta(seconds=30)
 
 
-def cluster_info(cluster: Mapping[str, Any]) -> dict[str, Any]:
-    """spec.cluster of KUBERNETES_EXEC_INFO, for a plugin with provideClusterInfo."""
-    keys = {
-        "server": "server",
-        "certificate-authority-data": "certificateAuthorityData",
-        "insecure-skip-tls-verify": "insecureSkipTlsVerify",
-    }
-    return {ours: cluster[theirs] for theirs, ours in keys.items() if theirs in cluster}
+def cluster_info(cluster: Mapping[str, Any], *, ca: bytes | None) -> dict[str, Any]:
+    """spec.cluster of KUBERNETES_EXEC_INFO, for a plugin with provideClusterInfo, as
+    client-go writes it: the kubeconfig's own field names, the CA inline (read from its
+    file if need be), and the cluster's client.authentication.k8s.io/exec extension as
+    `config`."""
+    info = {key: cluster[key] for key in _CLUSTER_INFO_FIELDS if cluster.get(key)}
+    if ca is not None:
+        info["certificate-authority-data"] = base64.b64encode(ca).decode()
+    extensions = cluster.get("extensions")
+    info["config"] = next(
+        (
+            entry.get("extension")
+            for entry in (extensions if isinstance(extensions, list) else ())
+            if isinstance(entry, Mapping) and entry.get("name") == _EXEC_EXTENSION
+        ),
+        None,
+    )
+    return info
 
 
 class _Status(msgspec.Struct):
@@ -123,18 +141,25 @@ class ExecPlugin:
                 start_new_session=True,
             )
         except OSError as err:
-            hint = f" ({c.installHint.strip()})" if c.installHint and c.installHint.strip() else ""
+            # Hints span lines (GKE's does): folded into one.
+            hint = " ".join((c.installHint or "").split())
+            hint = f" ({hint})" if hint else ""
             raise ConfigError(f"{self.name} cannot be run: {err.strerror or err}{hint}") from None
+        # Filled as the plugin writes: what it said survives a timeout.
+        out, said = bytearray(), bytearray()
         try:
             async with asyncio.timeout(self.timeout):
                 assert process.stdout is not None
                 assert process.stderr is not None
-                out, said = await asyncio.gather(
-                    _read(process.stdout, process), _read(process.stderr, process)
+                await asyncio.gather(
+                    _read(process.stdout, process, out), _read(process.stderr, process, said)
                 )
                 code = await process.wait()
         except TimeoutError:
-            raise ConfigError(f"{self.name} did not finish within {self.timeout:g}s") from None
+            # A plugin waiting for a login (a device code to enter) has said so on stderr.
+            raise ConfigError(
+                f"{self.name} did not finish within {self.timeout:g}s: {_tail(said)}"
+            ) from None
         finally:
             if process.returncode is None:  # timed out or cancelled
                 _kill(process)
@@ -143,9 +168,8 @@ class ExecPlugin:
         if max(len(out), len(said)) > _OUTPUT_LIMIT:
             raise ConfigError(f"{self.name} printed more than {_OUTPUT_LIMIT // 1024} KiB")
         if code != 0:
-            tail = said.decode(errors="replace").strip()[-2000:]
-            raise ConfigError(f"{self.name} failed with exit code {code}: {tail or '(no output)'}")
-        return self._credential(out)
+            raise ConfigError(f"{self.name} failed with exit code {code}: {_tail(said)}")
+        return self._credential(bytes(out))
 
     def _credential(self, out: bytes) -> Identity:
         def bad(why: str) -> ConfigError:
@@ -174,14 +198,21 @@ class ExecPlugin:
         )
 
 
-async def _read(stream: asyncio.StreamReader, process: asyncio.subprocess.Process) -> bytes:
-    """Everything up to EOF; an output past the limit ends the plugin."""
-    try:
-        too_much = await stream.readexactly(_OUTPUT_LIMIT + 1)
-    except asyncio.IncompleteReadError as eof:
-        return eof.partial
-    _kill(process)
-    return too_much
+async def _read(
+    stream: asyncio.StreamReader, process: asyncio.subprocess.Process, into: bytearray
+) -> None:
+    """Everything up to EOF, into `into`; an output past the limit ends the plugin."""
+    while chunk := await stream.read(64 * 1024):
+        into += chunk
+        if len(into) > _OUTPUT_LIMIT:
+            _kill(process)
+            return
+
+
+def _tail(said: bytearray) -> str:
+    """The end of what the plugin printed on stderr, its lines joined into one."""
+    lines = [line.strip() for line in said.decode(errors="replace").splitlines()]
+    return "; ".join(line for line in lines if line)[-2000:] or "(no output)"
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:

@@ -5,9 +5,7 @@ commands make, with every failure turned into one line a user can act on."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator, Awaitable, Mapping
-from pathlib import Path
 from typing import Any, TypeVar
 
 from imageprune.api import names, task
@@ -16,7 +14,6 @@ from imageprune.kube.client import Client
 from imageprune.kube.errors import ApiError, ConfigError, Unreachable
 
 T = TypeVar("T")
-DEFAULT_KUBECONFIG = Path.home() / ".kube" / "config"
 
 
 class Failure(Exception):
@@ -27,11 +24,10 @@ class Failure(Exception):
 async def connected(
     kubeconfig: str | None, context: str | None, *, request_timeout: float
 ) -> AsyncIterator[Client]:
-    environ = dict(os.environ)
-    if not environ.get(config.KUBECONFIG_ENV) and DEFAULT_KUBECONFIG.is_file():
-        environ[config.KUBECONFIG_ENV] = str(DEFAULT_KUBECONFIG)  # kubectl's default
     try:
-        target = config.load(kubeconfig, context=context, environ=environ)
+        # kubectl's order: a kubeconfig wherever one is found, only then (in a pod)
+        # the service account.
+        target = config.load(kubeconfig, context=context, in_cluster_first=False)
         client = Client(target, timeout=request_timeout)
     except ConfigError as err:
         raise Failure(f"cannot use the kubeconfig: {err}") from None

@@ -26,7 +26,8 @@ CLUSTER_ERROR, INTERRUPTED = 3, 130  # argparse exits 2 itself; commands return 
 
 _EPILOG = """\
 kubeconfig: as kubectl reads it: --kubeconfig, else $KUBECONFIG (several files merged
-the way kubectl merges them), and its current context unless --context names another.
+the way kubectl merges them), else ~/.kube/config, else (in a pod) the service account;
+the current context unless --context names another.
 Exec credential plugins (EKS, GKE, AKS) work.
 
 exit codes: 0 done; 1 the run failed, paused or was ignored, or the spec is invalid;
