@@ -299,7 +299,11 @@ def test_run_on_an_invalid_policy_says_why(cluster: Cluster, schedule: str) -> N
     )
 
 
-def test_ctrl_c_stops_following_and_the_run_goes_on(cluster: Cluster) -> None:
+# SIGTERM and SIGHUP (a terminal that went away) killed it without a word.
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_ctrl_c_stops_following_and_the_run_goes_on(
+    cluster: Cluster, signum: signal.Signals
+) -> None:
     process = subprocess.Popen(
         command("run", IDLE, f"--kubeconfig={cluster.plane.kubeconfig_path}"),
         stdout=subprocess.PIPE,
@@ -313,13 +317,13 @@ def test_ctrl_c_stops_following_and_the_run_goes_on(cluster: Cluster) -> None:
         for line in process.stdout:
             if line.startswith("run ") and "0 of 1 nodes done" in line:
                 break
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         _, stderr = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
             process.communicate()
-    assert process.returncode == 130, stderr
+    assert process.returncode == 128 + signum, stderr
     assert "Traceback" not in stderr
     assert stderr.endswith("\nstopped; anything started goes on in the cluster\n")
     run = cluster_kit.status(cluster.plane, IDLE)["run"]

@@ -3,7 +3,8 @@
 
 Exit codes: 0 done; 1 the run failed, paused or was ignored, or the spec is invalid;
 2 bad arguments; 3 the cluster or the kubeconfig stopped us (the one-line error says
-what to fix); 130 interrupted (the run goes on in the cluster)."""
+what to fix); 130 interrupted, 143 and 129 for SIGTERM and SIGHUP (the run goes on in the
+cluster)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from imageprune.kube.client import DEFAULT_TIMEOUT
 from imageprune.plugin import commands, connect, output
 from imageprune.policy import durations
 
-CLUSTER_ERROR, INTERRUPTED = 3, 130  # argparse exits 2 itself; commands return 0 or 1
+CLUSTER_ERROR = 3  # argparse exits 2 itself; commands return 0 or 1; signals 128 + N
 
 _EPILOG = """\
 kubeconfig: as kubectl reads it: --kubeconfig, else $KUBECONFIG (several files merged
@@ -31,7 +32,8 @@ the current context unless --context names another.
 Exec credential plugins (EKS, GKE, AKS) work.
 
 exit codes: 0 done; 1 the run failed, paused or was ignored, or the spec is invalid;
-2 bad arguments; 3 the cluster or kubeconfig stopped us; 130 interrupted.
+2 bad arguments; 3 the cluster or kubeconfig stopped us; 130 interrupted (143 SIGTERM,
+129 SIGHUP).
 See docs/plugin.md."""
 
 
@@ -103,10 +105,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # The watch loop logs retries; a person sees them, a program still gets one document.
     streams.guard_closed_descriptors()  # before the kubeconfig is opened
+    # The watch loop logs retries; a person sees them, a program still gets one document.
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
-    signal.signal(signal.SIGINT, _interrupted)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupted)
     try:
         args = parser().parse_args(argv)
         return asyncio.run(_command(args))
@@ -118,12 +121,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _interrupted(signum: int, frame: object) -> None:
-    """Ctrl-C leaves at once: we hold nothing that needs closing (a run we started goes on
-    in the cluster), and waiting for connections to close could keep a person waiting."""
+    """Ctrl-C (SIGTERM, SIGHUP) leaves at once: we hold nothing that needs closing (a run
+    we started goes on in the cluster), and waiting for connections to close could keep a
+    person waiting. Exit 128 + the signal's number, as shells report it."""
     with contextlib.suppress(OSError, ValueError):
         sys.stdout.flush()
-    os.write(2, b"\nstopped; anything started goes on in the cluster\n")
-    os._exit(INTERRUPTED)
+    with contextlib.suppress(OSError):  # a stderr nobody reads any more
+        os.write(2, b"\nstopped; anything started goes on in the cluster\n")
+    os._exit(128 + signum)
 
 
 async def _command(args: argparse.Namespace) -> int:
