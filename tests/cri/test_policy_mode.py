@@ -153,6 +153,8 @@ def test_a_sample_removes_on_a_node_what_the_cluster_would(
         (("mode: Enforce", "mode: enforce"), "spec.mode: must be one of DryRun, Enforce"),
         (("mode: Enforce", "mode: Enforce\n  suspend: yes please"), "spec.suspend"),
         (("timeZone: Europe/Paris", "timeZone: Mars/Olympus"), "spec.timeZone: unknown"),
+        (('schedule: "0 3 * * *"', 'schedule: "0 3 * * * *"'), "spec.schedule: "),
+        (('schedule: "0 3 * * *"', 'schedule: "0 3 31 2 *"'), "spec.schedule: "),
         (("operator: DoesNotExist", "operator: Maybe"), "spec.nodeSelector"),
     ],
 )

@@ -95,6 +95,43 @@ def test_keeps_what_is_used_pinned_sandbox_or_excluded(
         assert kept["Pinned"] == 1
 
 
+def test_keeps_images_containers_name_by_digest_short_id_or_a_tag_since_removed(
+    containerd: ContainerdNode, tmp_path: Path
+) -> None:
+    """A container's image as a user may give it: `repo@sha256:<manifest>` (the runtime
+    lists the image's tags and that digest, not the container's text), a 12-digit ID
+    prefix, or a tag removed since (the image is then listed without it)."""
+    spec = oci.ImageSpec
+    by_digest, by_short_id, by_old_tag, unused = containerd.add_images(
+        spec(repo_tags=("docker.io/library/bydigest:1", "quay.io/x/other:2")),
+        spec(repo_tags=("docker.io/library/byshort:1",)),
+        spec(repo_tags=("docker.io/library/retagged:1", "docker.io/library/retagged:2")),
+        spec(repo_tags=("docker.io/library/unused:1",)),
+    )
+    listing = containerd.ctr("images", "ls").stdout.splitlines()
+    manifest = next(
+        line.split()[2] for line in listing if line.startswith("docker.io/library/bydigest:1 ")
+    )
+    digest_ref = f"docker.io/library/bydigest@{manifest}"
+    containerd.tag("docker.io/library/bydigest:1", digest_ref)
+    sandbox = containerd.run_sandbox("pod")
+    containerd.create_container(sandbox, "pod", name="d", image=digest_ref, start=False)
+    short_id = by_short_id.id.removeprefix("sha256:")[:12]
+    containerd.create_container(sandbox, "pod", name="s", image=short_id, start=False)
+    containerd.create_container(
+        sandbox, "pod", name="t", image="docker.io/library/retagged:1", start=False
+    )
+    containerd.ctr("images", "rm", "docker.io/library/retagged:1")
+
+    code, report = _prune(containerd, tmp_path)
+
+    assert code == 0
+    left = containerd.image_ids()
+    assert {by_digest.id, by_short_id.id, by_old_tag.id} <= left
+    assert unused.id not in left
+    assert _ids(report, "Removed") == {unused.id}
+
+
 def test_dry_run_removes_nothing(containerd: ContainerdNode, tmp_path: Path) -> None:
     image = containerd.add_image(repo_tags=["docker.io/library/victim:1"], payload_size=50_000)
     before = containerd.image_ids()

@@ -9,6 +9,9 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import socket
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +19,7 @@ from typing import Any
 import pytest
 
 from imageprune.api import names
-from testkit import cluster
+from testkit import cliproc, cluster
 from testkit.kube import ControlPlane
 
 pytestmark = pytest.mark.k8s
@@ -453,3 +456,30 @@ def test_metrics_and_health_endpoints_answer(
     assert 'imageprune_nodes_failed_total{policy="metrics"} 0.0' in scrape()
     with urllib.request.urlopen(f"http://127.0.0.1:{operator.health_port}/healthz") as response:
         assert response.status == 200
+
+
+@pytest.mark.parametrize("flag", ["--metrics-port", "--health-port"])
+@pytest.mark.parametrize("election", ["--leader-election", "--no-leader-election"])
+def test_a_port_already_taken_exits_2_naming_the_flag(
+    kube_control_plane: ControlPlane, imageprune_crds: list[str], flag: str, election: str
+) -> None:
+    """Without an election, kopf itself binds /healthz: its OSError was a traceback."""
+    with socket.socket() as taken:
+        taken.bind(("0.0.0.0", 0))  # noqa: S104 - where the operator listens
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [
+                *(sys.executable, "-m", "imageprune.cluster.main"),
+                f"--kubeconfig={kube_control_plane.kubeconfig_path}",
+                *(election, "--lease-name=port-taken", flag, str(port)),
+            ],
+            capture_output=True,
+            text=True,
+            env=cliproc.env(),
+            timeout=120,
+            check=False,
+        )
+    assert done.returncode == 2, done.stderr
+    assert f"imageprune operator: error: {flag} {port}: " in done.stderr
+    assert "Traceback" not in done.stderr

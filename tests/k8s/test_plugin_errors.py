@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from testkit import chart
+from testkit import chart, cliproc
 from testkit.kube import ControlPlane, free_ports
-from testkit.plugin import failed
+from testkit.plugin import command, failed
 from testkit.plugin import run as plugin
 
 pytestmark = pytest.mark.k8s
@@ -20,8 +20,8 @@ pytestmark = pytest.mark.k8s
 def test_no_crds_installed(kube_control_plane: ControlPlane) -> None:
     # Modules remove the CRDs they install; this makes sure, whatever ran before.
     chart.delete_crds(kube_control_plane)
-    for command in (("status", "web"), ("run", "web"), ("explain", "web", "node-1", "nginx")):
-        assert failed(plugin(kube_control_plane, *command)) == (
+    for args in (("status", "web"), ("run", "web"), ("explain", "web", "node-1", "nginx")):
+        assert failed(plugin(kube_control_plane, *args)) == (
             "error: the imageprune CRDs are not installed in this cluster (no resource "
             "imageprunepolicies.imageprune.io): install the chart (docs/install.md)"
         )
@@ -81,3 +81,10 @@ def test_bad_arguments(kube_control_plane: ControlPlane, args: tuple[str, ...]) 
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "error:" in result.stderr.splitlines()[-1]
+
+
+def test_help_to_a_closed_stdout_is_one_line_on_stderr() -> None:
+    """Python's own flush at exit would say "Exception ignored ..." and exit 120."""
+    result = cliproc.run_redirected(command("status", "--help"), ">&-", timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "error: cannot write the output: stdout is closed\n"

@@ -56,6 +56,21 @@ def run(
     )
 
 
+def run_redirected(
+    argv: Sequence[str], redirect: str, *, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`argv` (a whole command line) with stdout redirected by a shell, as a user would:
+    `>&-` (closed), `>/dev/full` (a full disk). stderr is captured."""
+    return subprocess.run(
+        ["/bin/sh", "-c", f'exec "$@" {redirect}', "sh", *argv],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=timeout,
+    )
+
+
 def wait_until_gone(
     node: ContainerdNode, ids: set[str], *, at_least: int, proc: subprocess.Popen[str]
 ) -> None:

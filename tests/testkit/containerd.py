@@ -312,6 +312,15 @@ class ContainerdNode:
                 raise AssertionError(f"image {image_id} present={not present} after {timeout}s")
             time.sleep(0.05)
 
+    def tag(self, ref: str, new_ref: str, *, timeout: float = 10.0) -> None:
+        """`ctr images tag`, then wait until the CRI image cache resolves `new_ref`."""
+        self.ctr("images", "tag", ref, new_ref)
+        deadline = time.monotonic() + timeout
+        while self.image_id_of(new_ref) != self.image_id_of(ref):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{new_ref} not resolved by the CRI after {timeout}s")
+            time.sleep(0.05)
+
     def pin(self, ref: str) -> None:
         self.ctr("images", "label", ref, PINNED_LABEL)
 

@@ -41,6 +41,16 @@ def test_the_node_name_is_required(
     assert "--node-name (or $NODE_NAME) is required" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("name", ["Node-1", "node_1", "node/1", "a" * 254, "-node"])
+def test_a_node_name_no_node_can_have_is_refused(
+    name: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Else the agent would wait for that node's tasks for ever, saying nothing."""
+    monkeypatch.setenv("NODE_NAME", name)
+    assert _run(["--kubeconfig", "/dev/null"]) == 2
+    assert "--node-name (or $NODE_NAME): " in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("flags", "message"),
     [
@@ -56,6 +66,15 @@ def test_the_node_name_is_required(
 def test_bad_flags(flags: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert _run(["--node-name", "n", *flags]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_state_dir_that_cannot_be_one_is_refused_at_start(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Else the agent would start, and every run fail on the lock (reported NodeBusy)."""
+    (tmp_path / "file").write_text("")
+    assert _run(["--node-name", "n", "--state-dir", str(tmp_path / "file" / "state")]) == 2
+    assert f"{tmp_path}/file: not a directory (a regular file)" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

@@ -80,6 +80,16 @@ def test_an_unknown_context_exits_2_naming_it(
         ("--interval", "0", "must be 0.1 to 3600 seconds"),
         ("--agent-selector", "app", "'app' is not KEY=VALUE"),
         ("--agent-selector", "=agent", "'=agent' is not KEY=VALUE"),
+        # Names the apiserver cannot have: refused, not retried for ever (or put in a path).
+        ("--lease-name", "../../api/v1/namespaces/kube-system/secrets/x", "not an object name"),
+        ("--lease-name", "Operator", "not an object name"),
+        ("--lease-name", "", "not an object name"),
+        ("--lease-namespace", "kube_system", "not a namespace"),
+        ("--lease-namespace", "", "not a namespace"),
+        ("--agent-namespace", "a.b", "not a namespace"),
+        ("--agent-selector", "app name=agent", "'app name' is not a label key"),
+        ("--agent-selector", "Bad_Prefix/app=agent", "not a label key"),
+        ("--agent-selector", "app=an agent", "'an agent' is not a label value"),
     ],
 )
 def test_bad_flags_exit_2_naming_the_flag(

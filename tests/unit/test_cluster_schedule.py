@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from imageprune.api import cron
 from imageprune.api.policy import Mode, PolicySpec, Trigger
 from imageprune.cluster import observed, schedule
 
@@ -54,23 +55,25 @@ def persist(recorded: schedule.Recorded, decision: schedule.Decision) -> schedul
         ("* * * *", "5 fields"),
         ("61 * * * *", "not a valid cron"),
         ("@often", "5 fields"),
+        ("0 0 31 2 *", "never fires"),  # croniter takes it, then raises on every tick
+        ("0 0 30 2 *", "never fires"),
     ],
 )
 def test_bad_schedules_name_the_field(expression: str, problem: str) -> None:
-    with pytest.raises(schedule.ScheduleError, match=f"spec.schedule: .*{problem}"):
-        schedule.parse_cron(expression, None)
+    with pytest.raises(cron.ScheduleError, match=f"spec.schedule: .*{problem}"):
+        cron.parse_cron(expression, None)
 
 
 def test_unknown_time_zone_names_the_field() -> None:
-    with pytest.raises(schedule.ScheduleError, match=r"spec\.timeZone: unknown time zone"):
-        schedule.parse_cron("0 3 * * *", "Mars/Olympus")
+    with pytest.raises(cron.ScheduleError, match=r"spec\.timeZone: unknown time zone"):
+        cron.parse_cron("0 3 * * *", "Mars/Olympus")
 
 
 def test_ticks_follow_the_time_zone() -> None:
-    cron = schedule.parse_cron("0 3 * * *", "Europe/Paris")  # UTC+1 in November
-    after = cron.following(datetime.datetime(2026, 11, 29, 0, 0, tzinfo=UTC))
+    ticks = cron.parse_cron("0 3 * * *", "Europe/Paris")  # UTC+1 in November
+    after = ticks.following(datetime.datetime(2026, 11, 29, 0, 0, tzinfo=UTC))
     assert after == datetime.datetime(2026, 11, 29, 2, 0, tzinfo=UTC)
-    assert schedule.parse_cron("@daily", None).following(CREATED) == datetime.datetime(
+    assert cron.parse_cron("@daily", None).following(CREATED) == datetime.datetime(
         2026, 11, 30, tzinfo=UTC
     )
 
@@ -171,7 +174,7 @@ def test_restarts_never_duplicate_or_lose_the_latest_tick(
     no tick runs twice, each pass starts at most one run, and after a pass the latest
     tick up to then has run."""
     spec = PolicySpec(schedule=expression, time_zone=zone)
-    cron = schedule.parse_cron(expression, zone)
+    ticks = cron.parse_cron(expression, zone)
     recorded, now = fresh(observed_generation=1), CREATED
     started: list[datetime.datetime] = []
     for gap, crash in zip(gaps, crashes, strict=False):
@@ -183,11 +186,11 @@ def test_restarts_never_duplicate_or_lose_the_latest_tick(
                 assert decision.last_schedule_time is not None
                 started.append(decision.last_schedule_time)
             recorded = persist(recorded, decision)
-        latest = cron.latest(after=CREATED, now=now)
+        latest = ticks.latest(after=CREATED, now=now)
         assert recorded.last_schedule_time == latest
     assert len(started) == len(set(started))
     assert started == sorted(started)
-    assert all(cron.latest(after=t - MINUTE, now=t) == t for t in started)
+    assert all(ticks.latest(after=t - MINUTE, now=t) == t for t in started)
 
 
 def test_run_ids_are_short_and_distinct_per_trigger() -> None:

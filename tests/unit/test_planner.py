@@ -24,6 +24,7 @@ from testkit.builders import (
     make_plan,
     reasons,
     record,
+    removed,
     verdict,
 )
 
@@ -71,6 +72,15 @@ class TestInUse:
             "used by 5 containers: web (running), new (created), init (exited) and 2 more"
         )
         assert found.users == ("web", "new", "init", "job", "zed")
+
+    def test_an_image_listed_twice_is_in_use_by_the_tag_of_either_entry(self) -> None:
+        """A runtime that lists one ID twice, each entry with one of its tags: the entry
+        without the used tag must not make the image removable."""
+        entries = [image(1, "nginx:1"), image(1, "nginx:2"), image(2, "app:1")]
+        plan = make_plan(entries, containers=[container("web", image="nginx:2", image_ref="")])
+        assert reasons(plan) == {image_id(1): Reason.IN_USE, image_id(2): Reason.REMOVABLE}
+        assert [v.image.repo_tags for v in plan.verdicts] == [("nginx:1", "nginx:2"), ("app:1",)]
+        assert removed(plan) == [2]
 
     def test_other_images_are_not_in_use(self) -> None:
         plan = make_plan(

@@ -327,6 +327,11 @@ def test_finds_the_policy_among_other_documents() -> None:
             "kind: [ImagePrunePolicy]\n---\nkind: {a: b}\n",
             "kind: no ImagePrunePolicy in the manifest (found kinds: a list, a mapping)",
         ),
+        (
+            "unusedFor: 7d\nmode: Enforce\n",
+            "kind: no ImagePrunePolicy in the manifest (found kinds: null; the file must hold "
+            "the whole manifest: apiVersion, kind: ImagePrunePolicy, spec)",
+        ),
         (POLICY + "---\n" + POLICY, "kind: 2 ImagePrunePolicy documents; expected exactly one"),
         (
             POLICY.replace("v1alpha1", "v1"),

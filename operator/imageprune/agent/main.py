@@ -15,11 +15,14 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from imageprune import files
 from imageprune.agent import health, logs, runner
 from imageprune.agent.metrics import Metrics
+from imageprune.api import names
 from imageprune.kube import config as kube_config
 from imageprune.kube.client import Client
 from imageprune.kube.errors import ConfigError
+from imageprune.node import usage
 from imageprune.policy import durations
 from imageprune_cri import CriClient, EndpointInvalid, EndpointNotFound, endpoint
 
@@ -147,11 +150,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.exit(
             EXIT_USAGE, "imageprune agent: error: --node-name (or $NODE_NAME) is required\n"
         )
+    if problem := names.name_problem(args.node_name):
+        parser.exit(
+            EXIT_USAGE, f"imageprune agent: error: --node-name (or $NODE_NAME): {problem}\n"
+        )
     if args.metrics_port and args.metrics_port == args.health_port:
         parser.exit(
             EXIT_USAGE, "imageprune agent: error: --metrics-port and --health-port must differ\n"
         )
     logs.configure(fmt=args.log_format, node=args.node_name)
+    try:
+        # Checked now: else every run would fail on the lock, each reported NodeBusy.
+        files.make_directory(args.state_dir, mode=usage.DIRECTORY_MODE)
+    except OSError as err:
+        # err.filename is what stands in the way: the directory, or one of its parents.
+        log.error("--state-dir %s: %s: %s", args.state_dir, err.filename, err.strerror)
+        return EXIT_USAGE
     try:
         kube = Client(kube_config.load(args.kubeconfig, context=args.context), timeout=args.timeout)
         runtime = endpoint.resolve(args.runtime_endpoint)

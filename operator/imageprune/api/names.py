@@ -3,6 +3,7 @@ They must match charts/imageprune/crds/ (tests/unit/test_api_names.py checks).""
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 GROUP: Final = "imageprune.io"
@@ -30,3 +31,37 @@ KOPF_PREFIX: Final = GROUP
 FINALIZER: Final = f"{GROUP}/cleanup"
 # The run-now value that already started a run, so one value never starts two.
 RUN_NOW_HANDLED_ANNOTATION: Final = f"{GROUP}/run-now-handled"
+
+# Object names as the apiserver checks them (RFC 1123): nodes, policies and leases are
+# DNS subdomains, namespaces DNS labels.
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_SUBDOMAIN = re.compile(rf"(?=.{{1,253}}$){_LABEL.pattern}(\.{_LABEL.pattern})*")
+
+
+def name_problem(text: str, *, namespace: bool = False) -> str | None:
+    """Why `text` cannot name an object (or a namespace), None when it can. A name
+    that cannot exist is refused up front: a client would wait for it for ever, and
+    "/" or ".." in it would change the API path it is put into."""
+    if (_LABEL if namespace else _SUBDOMAIN).fullmatch(text):
+        return None
+    allowed = "'-'" if namespace else "'-' and '.'"
+    most = 63 if namespace else 253
+    return (
+        f"{text[:80]!r} is not {'a namespace' if namespace else 'an object name'} "
+        f"(lower case letters, digits and {allowed}; at most {most} characters)"
+    )
+
+
+# A label's name part, and its value when not empty.
+_LABEL_NAME = re.compile(r"(?=.{1,63}$)[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+
+
+def label_problem(key: str, value: str) -> str | None:
+    """Why `key=value` cannot be a label (the apiserver would refuse a selector holding
+    it), None when it can: KEY is [PREFIX/]NAME, PREFIX a DNS subdomain."""
+    prefix, slash, name = key.rpartition("/")
+    if (slash and name_problem(prefix)) or not _LABEL_NAME.fullmatch(name):
+        return f"{key[:80]!r} is not a label key ([prefix/]name, the name at most 63 characters)"
+    if value and not _LABEL_NAME.fullmatch(value):
+        return f"{value[:80]!r} is not a label value (at most 63 letters, digits, '-', '_', '.')"
+    return None

@@ -7,10 +7,9 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import enum
-import zoneinfo
 from collections.abc import Mapping
 
-from imageprune.api import checks, intorpercent, labelselector
+from imageprune.api import checks, cron, intorpercent, labelselector
 from imageprune.policy import durations, selection
 
 
@@ -71,19 +70,19 @@ class PolicySpec:
 
 
 def parse_spec(spec: Mapping[str, object]) -> PolicySpec:
-    """Parse and check a whole policy spec, the selection too, so a policy the operator
-    accepts is one every node accepts. Raises selection.PolicyError naming the field. The
-    cron expression itself is checked by the scheduler (a cron library), not here."""
+    """Parse and check a whole policy spec, the selection and the schedule too, so a
+    policy the operator accepts is one every node accepts. Raises selection.PolicyError
+    naming the field."""
     node_selection = {
         key: value for key, value in spec.items() if key not in selection.CLUSTER_FIELDS
     }
     selection.selection_from_spec(node_selection)
     schedule = _optional_string(spec.get("schedule"), "spec.schedule")
     time_zone = _optional_string(spec.get("timeZone"), "spec.timeZone")
-    if time_zone is not None:
-        if schedule is None:
-            raise selection.PolicyError("spec.timeZone", "requires spec.schedule")
-        _check_time_zone(time_zone)
+    if time_zone is not None and schedule is None:
+        raise selection.PolicyError("spec.timeZone", "requires spec.schedule")
+    if schedule is not None:
+        cron.parse_cron(schedule, time_zone)
     return PolicySpec(
         mode=_mode(spec.get("mode")),
         suspend=_suspend(spec.get("suspend")),
@@ -113,15 +112,6 @@ def _optional_string(value: object, path: str) -> str | None:
     if not isinstance(value, str) or not value:
         raise selection.PolicyError(path, f"must be a non-empty string (got {value!r})")
     return value
-
-
-def _check_time_zone(name: str) -> None:
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise selection.PolicyError(
-            "spec.timeZone", f"unknown time zone {name!r}; expected an IANA name like Europe/Paris"
-        ) from None
 
 
 def _rollout(value: object) -> Rollout:

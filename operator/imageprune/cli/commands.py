@@ -6,7 +6,8 @@ import argparse
 import datetime
 import sys
 
-from imageprune.cli import flags, interrupts, progress, render, streams
+from imageprune import streams
+from imageprune.cli import flags, interrupts, progress, render
 from imageprune.node import executor, planner, service, statelock, usage
 from imageprune_cri import CriClient
 

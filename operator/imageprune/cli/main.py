@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import imageprune
-from imageprune.cli import interrupts, streams
+from imageprune import streams
+from imageprune.cli import interrupts
 
 if TYPE_CHECKING:
     from imageprune.cli import flags
@@ -213,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except interrupts.Interrupted as stopped:
             print("imageprune: interrupted", file=sys.stderr)
             return stopped.exit_code
+        finally:
+            streams.flush()
 
 
 def _main(argv: Sequence[str] | None) -> int:

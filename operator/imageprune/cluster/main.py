@@ -19,6 +19,7 @@ from typing import Any
 
 import kopf
 
+from imageprune.api import names
 from imageprune.cluster import handlers, leader, metrics
 from imageprune.kube import auth
 from imageprune.kube import config as kube_config
@@ -47,6 +48,18 @@ def _interval(text: str) -> float:
     if not 0.1 <= seconds <= 3600:
         raise argparse.ArgumentTypeError(f"must be 0.1 to 3600 seconds (got {text!r})")
     return seconds
+
+
+def _object_name(text: str) -> str:
+    if problem := names.name_problem(text):
+        raise argparse.ArgumentTypeError(problem)
+    return text
+
+
+def _namespace(text: str) -> str:
+    if problem := names.name_problem(text, namespace=True):
+        raise argparse.ArgumentTypeError(problem)
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,6 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--agent-namespace",
+        type=_namespace,
         metavar="NAMESPACE",
         help="the namespace of the agent DaemonSet's pods: a matched node with no Ready "
         "agent pod is skipped (AgentNotRunning) instead of stalling a run. Needs "
@@ -105,11 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     election.add_argument(
         "--lease-namespace",
+        type=_namespace,
         metavar="NAMESPACE",
         help="the Lease's namespace (default: the pod's own, else default)",
     )
     election.add_argument(
-        "--lease-name", default=leader.Settings.name, help="(default %(default)s)"
+        "--lease-name",
+        type=_object_name,
+        default=leader.Settings.name,
+        help="(default %(default)s)",
     )
     election.add_argument(
         "--lease-duration",
@@ -146,6 +164,8 @@ def _labels(text: str) -> dict[str, str]:
         key, equals, value = part.partition("=")
         if not equals or not key.strip():
             raise argparse.ArgumentTypeError(f"{part!r} is not KEY=VALUE (got {text!r})")
+        if problem := names.label_problem(key.strip(), value.strip()):
+            raise argparse.ArgumentTypeError(problem)
         labels[key.strip()] = value.strip()
     return labels
 
@@ -213,12 +233,9 @@ def _operate(
     _register_login(registry, target, failures, stop)
     settings = kopf.OperatorSettings()
     handlers.configure(settings)
-    if args.metrics_port:
-        try:
-            metrics.serve(args.metrics_port)
-        except OSError as error:
-            print(f"{_PROG}: error: --metrics-port {args.metrics_port}: {error}", file=sys.stderr)
-            return EXIT_USAGE
+    if problem := _cannot_listen(args, lease):
+        print(f"{_PROG}: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     leadership = None
     if lease is not None:
         # Its own login: the elector runs on a thread of its own, beside kopf's loop.
@@ -262,6 +279,23 @@ def _operate(
         print(f"{_PROG}: error: cannot log in: {failures[-1]}", file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def _cannot_listen(args: argparse.Namespace, lease: leader.Settings | None) -> str | None:
+    """Why the operator cannot listen where asked, None when it can. The metrics server
+    starts here. /healthz is tried now when there is no election (whose standby serves
+    it, or fails to): kopf binds it later, and logs a traceback when it cannot."""
+    try:
+        if args.metrics_port:
+            metrics.serve(args.metrics_port)
+    except OSError as error:
+        return f"--metrics-port {args.metrics_port}: {error}"
+    try:
+        with leader.healthy(args.health_port if lease is None else 0):
+            pass
+    except OSError as error:
+        return f"--health-port {args.health_port}: {error}"
+    return None
 
 
 def _leave_early(leadership: leader.Leadership, signum: int, _frame: object) -> None:

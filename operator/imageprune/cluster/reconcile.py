@@ -60,7 +60,7 @@ async def reconcile(
         try:
             spec = policy_api.parse_spec(policy.spec)
             decision = schedule.decide(spec, _recorded(policy, previous, memory), now=now)
-        except (selection.PolicyError, schedule.ScheduleError) as error:
+        except selection.PolicyError as error:  # cron.ScheduleError too
             status = aggregate.invalid(
                 previous, message=str(error), generation=policy.generation, now=now
             )

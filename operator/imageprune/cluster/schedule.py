@@ -11,63 +11,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import hashlib
-import zoneinfo
 
-import croniter
-
+from imageprune.api.cron import parse_cron
 from imageprune.api.policy import PolicySpec, Trigger
 from imageprune.cluster import observed
-
-_ALIASES = frozenset(
-    {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
-)
-
-
-class ScheduleError(ValueError):
-    """spec.schedule or spec.timeZone cannot be used; the message names the field."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Cron:
-    expression: str
-    zone: zoneinfo.ZoneInfo
-
-    def latest(
-        self, *, after: datetime.datetime, now: datetime.datetime
-    ) -> datetime.datetime | None:
-        """The latest tick t with after < t <= now (only the latest: a catch-up after
-        downtime runs once), or None."""
-        start = now.astimezone(self.zone).replace(microsecond=0) + datetime.timedelta(seconds=1)
-        tick = croniter.croniter(self.expression, start).get_prev(datetime.datetime)
-        tick = tick.astimezone(datetime.UTC)
-        return tick if after < tick <= now else None
-
-    def following(self, moment: datetime.datetime) -> datetime.datetime:
-        """The first tick strictly after `moment`."""
-        start = moment.astimezone(self.zone)
-        tick = croniter.croniter(self.expression, start).get_next(datetime.datetime)
-        return tick.astimezone(datetime.UTC)
-
-
-def parse_cron(schedule: str, time_zone: str | None) -> Cron:
-    """A 5-field cron expression (or @hourly, @daily...) in an IANA zone (default UTC).
-    croniter alone would also take a 6th (seconds) field, which Kubernetes cron does not."""
-    fields = schedule.split()
-    if not (len(fields) == 5 or (len(fields) == 1 and fields[0] in _ALIASES)):
-        raise ScheduleError(
-            f"spec.schedule: {schedule!r} must have 5 fields (minute hour day-of-month month"
-            " day-of-week), e.g. '0 3 * * *', or be one of @hourly, @daily, @weekly, @monthly"
-        )
-    if not croniter.croniter.is_valid(schedule):
-        raise ScheduleError(f"spec.schedule: {schedule!r} is not a valid cron expression")
-    try:
-        zone = zoneinfo.ZoneInfo(time_zone or "UTC")
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ScheduleError(
-            f"spec.timeZone: unknown time zone {time_zone!r}; expected an IANA name like"
-            " Europe/Paris"
-        ) from None
-    return Cron(schedule, zone)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -77,6 +77,7 @@ def plan(
     """Judge every image under `selection`. `sandbox_images` are the runtime's pod
     sandbox images (references or IDs); `usage` maps image IDs to their records;
     `disk` is None when the image filesystem's figures are unknown."""
+    images = _one_per_id(images)
     names = list(map(references.image_names, images))
     sandboxed, excluded, unmatched = _pattern_matches(names, selection)
     facts = _Facts(
@@ -111,6 +112,23 @@ def plan(
         removable=tuple(chosen),
         unmatched_excludes=unmatched,
     )
+
+
+def _one_per_id(images: Sequence[Image]) -> Sequence[Image]:
+    """One entry per image ID, with the names of every entry the runtime listed for it.
+    Judged apart, an entry without the tag a container uses would be removable, and
+    removing it by ID removes the image that container uses."""
+    by_id: dict[str, Image] = {}
+    for image in images:
+        seen = by_id.setdefault(image.id, image)
+        if seen is not image:
+            by_id[image.id] = dataclasses.replace(
+                seen,
+                repo_tags=tuple(dict.fromkeys(seen.repo_tags + image.repo_tags)),
+                repo_digests=tuple(dict.fromkeys(seen.repo_digests + image.repo_digests)),
+                pinned=seen.pinned or image.pinned,
+            )
+    return images if len(by_id) == len(images) else tuple(by_id.values())
 
 
 # Image names -> the first pattern of a list they match; only images that match one.

@@ -7,7 +7,7 @@ import asyncio
 import datetime
 import secrets
 from collections.abc import Mapping, Sequence
-from typing import Any, TextIO
+from typing import Any
 
 from imageprune.api import names, task
 from imageprune.kube import resources, watch
@@ -17,7 +17,7 @@ from imageprune.plugin import connect, explain, follow, nodes, output, statusvie
 OK, FAILED = 0, 1
 
 
-async def status(client: Client, name: str, *, fmt: str, out: TextIO) -> int:
+async def status(client: Client, name: str, *, fmt: str, out: output.Stream) -> int:
     policy = await connect.policy(client, name)
     found = nodes.results(await connect.tasks(client, name))
     if fmt == "table":
@@ -28,7 +28,7 @@ async def status(client: Client, name: str, *, fmt: str, out: TextIO) -> int:
 
 
 async def explain_image(
-    client: Client, name: str, node: str, image: str, *, fmt: str, out: TextIO
+    client: Client, name: str, node: str, image: str, *, fmt: str, out: output.Stream
 ) -> int:
     await connect.policy(client, name)
     chosen = await connect.node_task(client, name, node)
@@ -45,7 +45,13 @@ async def explain_image(
 
 
 async def run(
-    client: Client, name: str, *, fmt: str, give_up_after: float, out: TextIO, err: TextIO
+    client: Client,
+    name: str,
+    *,
+    fmt: str,
+    give_up_after: float,
+    out: output.Stream,
+    err: output.Stream,
 ) -> int:
     """Ask for a run with a new run-now value, then follow the policy and its tasks
     until the run is over. Progress goes to `out` for a table, to `err` otherwise (so
@@ -76,7 +82,7 @@ async def run(
 
 
 async def _follow(
-    client: Client, name: str, *, request: str, before: str | None, log: TextIO
+    client: Client, name: str, *, request: str, before: str | None, log: output.Stream
 ) -> tuple[dict[str, Any], dict[str, Mapping[str, Any]]]:
     """Watch the policy and its tasks until the run is over; print each new progress
     line and each node as it finishes. Returns the last policy and tasks seen."""

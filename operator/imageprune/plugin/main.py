@@ -3,7 +3,8 @@
 
 Exit codes: 0 done; 1 the run failed, paused or was ignored, or the spec is invalid;
 2 bad arguments; 3 the cluster or the kubeconfig stopped us (the one-line error says
-what to fix); 130 interrupted (the run goes on in the cluster)."""
+what to fix); 130 interrupted, 143 and 129 for SIGTERM and SIGHUP (the run goes on in the
+cluster)."""
 
 from __future__ import annotations
 
@@ -12,16 +13,17 @@ import asyncio
 import contextlib
 import logging
 import os
-import re
 import signal
 import sys
 from collections.abc import Sequence
 
+from imageprune import streams
+from imageprune.api import names
 from imageprune.kube.client import DEFAULT_TIMEOUT
 from imageprune.plugin import commands, connect, output
 from imageprune.policy import durations
 
-OK, CLUSTER_ERROR, INTERRUPTED = 0, 3, 130  # argparse exits 2 itself
+CLUSTER_ERROR = 3  # argparse exits 2 itself; commands return 0 or 1; signals 128 + N
 
 _EPILOG = """\
 kubeconfig: as kubectl reads it: --kubeconfig, else $KUBECONFIG (several files merged
@@ -30,7 +32,8 @@ the current context unless --context names another.
 Exec credential plugins (EKS, GKE, AKS) and proxies (proxy-url, HTTPS_PROXY, NO_PROXY) work.
 
 exit codes: 0 done; 1 the run failed, paused or was ignored, or the spec is invalid;
-2 bad arguments; 3 the cluster or kubeconfig stopped us; 130 interrupted.
+2 bad arguments; 3 the cluster or kubeconfig stopped us; 130 interrupted (143 SIGTERM,
+129 SIGHUP).
 See docs/plugin.md."""
 
 
@@ -102,33 +105,36 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    streams.guard_closed_descriptors()  # before the kubeconfig is opened
     # The watch loop logs retries; a person sees them, a program still gets one document.
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
-    signal.signal(signal.SIGINT, _interrupted)
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupted)
     try:
         args = parser().parse_args(argv)
         return asyncio.run(_command(args))
     except connect.Failure as failure:
         print(f"error: {failure}", file=sys.stderr)
         return CLUSTER_ERROR
-    except BrokenPipeError:
-        # The reader left early (`| head`): end quietly, and keep Python's exit-time
-        # flush of stdout from failing again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return OK
+    finally:
+        streams.flush(program="")  # what --help left buffered
 
 
 def _interrupted(signum: int, frame: object) -> None:
-    """Ctrl-C leaves at once: we hold nothing that needs closing (a run we started goes on
-    in the cluster), and waiting for connections to close could keep a person waiting."""
+    """Ctrl-C (SIGTERM, SIGHUP) leaves at once: we hold nothing that needs closing (a run
+    we started goes on in the cluster), and waiting for connections to close could keep a
+    person waiting. Exit 128 + the signal's number, as shells report it."""
     with contextlib.suppress(OSError, ValueError):
         sys.stdout.flush()
-    os.write(2, b"\nstopped; anything started goes on in the cluster\n")
-    os._exit(INTERRUPTED)
+    with contextlib.suppress(OSError):  # a stderr nobody reads any more
+        os.write(2, b"\nstopped; anything started goes on in the cluster\n")
+    os._exit(128 + signum)
 
 
 async def _command(args: argparse.Namespace) -> int:
-    out = sys.stdout
+    # A reader that left (`| head`) or an unwritable stdout does not stop a run from
+    # being followed to its end, nor change the exit code (as the node CLI).
+    out = streams.Stdout(program="")
     async with connect.connected(
         args.kubeconfig, args.context, request_timeout=args.request_timeout
     ) as client:
@@ -148,16 +154,10 @@ async def _command(args: argparse.Namespace) -> int:
         )
 
 
-# An object name (policies and nodes are DNS subdomains): anything else cannot exist,
-# and "/" or ".." would change the API path the name is put into.
-_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
-
-
 def _name(text: str) -> str:
-    if not _NAME.fullmatch(text):
-        raise argparse.ArgumentTypeError(
-            f"{text[:80]!r} is not an object name (lower case letters, digits, '-' and '.')"
-        )
+    problem = names.name_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(problem)
     return text
 
 

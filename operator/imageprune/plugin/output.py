@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 from collections.abc import Mapping, Sequence
+from typing import Protocol
 
 import yaml
 
@@ -13,6 +14,14 @@ from imageprune.api import times
 from imageprune.policy import durations, quantities
 
 FORMATS = ("table", "json", "yaml")
+
+
+class Stream(Protocol):
+    """Where a command prints: stdout (imageprune.streams.Stdout) or stderr."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def flush(self) -> None: ...
 
 
 def dump(document: Mapping[str, object], output: str) -> str:

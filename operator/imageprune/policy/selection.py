@@ -201,6 +201,8 @@ def _the_policy(documents: Sequence[object]) -> Mapping[str, object]:
             policies.append(document)
     if not policies:
         found = f"found kinds: {', '.join(kinds)}" if kinds else "the manifest is empty"
+        if "null" in kinds:  # most often a bare spec (unusedFor: 7d, ...)
+            found += f"; the file must hold the whole manifest: apiVersion, kind: {KIND}, spec"
         raise PolicyError("kind", f"no {KIND} in the manifest ({found})")
     if len(policies) > 1:
         raise PolicyError("kind", f"{len(policies)} {KIND} documents; expected exactly one")

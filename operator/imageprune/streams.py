@@ -1,8 +1,8 @@
-"""Standard output as Unix tools treat it. A reader that leaves early (`| head`) ends
-the output quietly; any other failure to write it (a full disk, a closed stdout) is
-one line on stderr. Neither changes the exit code, which says what the command did:
-by the time a prune's report is written, its removals are done and its usage records
-saved."""
+"""Standard output as Unix tools treat it, for the node CLI and the kubectl plugin. A
+reader that leaves early (`| head`) ends the output quietly; any other failure to write
+it (a full disk, a closed stdout) is one line on stderr. Neither changes the exit code,
+which says what the command did: by the time a prune's report is written, its removals
+are done and its usage records saved; a run the plugin asked for goes on."""
 
 from __future__ import annotations
 
@@ -33,8 +33,9 @@ def guard_closed_descriptors() -> None:
         sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
 
 
-def deliver(write: Callable[[TextIO], None]) -> None:
-    """Run `write` on stdout and flush it (a full disk shows only on the flush)."""
+def deliver(write: Callable[[TextIO], object], *, program: str = "imageprune: ") -> None:
+    """Run `write` on stdout and flush it (a full disk shows only on the flush). Once
+    it failed, what follows is written into nothing, without a second message."""
     try:
         write(sys.stdout)
         sys.stdout.flush()
@@ -43,7 +44,27 @@ def deliver(write: Callable[[TextIO], None]) -> None:
     except OSError as err:
         _discard_stdout()
         reason = "stdout is closed" if err.errno == errno.EBADF else err.strerror
-        print(f"imageprune: error: cannot write the output: {reason}", file=sys.stderr)
+        print(f"{program}error: cannot write the output: {reason}", file=sys.stderr)
+
+
+def flush(*, program: str = "imageprune: ") -> None:
+    """What is still buffered (argparse's --help, say), written before Python's own
+    flush at exit would fail with "Exception ignored" and exit code 120."""
+    deliver(lambda _stream: None, program=program)
+
+
+class Stdout:
+    """stdout for a command that writes as it goes, each piece delivered at once."""
+
+    def __init__(self, *, program: str) -> None:
+        self._program = program
+
+    def write(self, text: str) -> int:
+        deliver(lambda stream: stream.write(text), program=self._program)
+        return len(text)
+
+    def flush(self) -> None:
+        flush(program=self._program)
 
 
 def _discard_stdout() -> None:
