@@ -546,6 +546,16 @@ def _policy(node: realnode.RealNode, manifest: dict[str, Any]) -> Iterator[None]
         )
 
 
+def _report(node: realnode.RealNode, policy: str) -> dict[str, Any] | None:
+    """The report of the policy's one task, once a run has ended. A diskUsage policy
+    whose highPercent the disk stays above (this machine writes on) starts a disk run
+    at each disk check that finds the disk fuller than the last one left it, and a run's
+    status has no report until it ends."""
+    (task,) = cluster_kit.tasks(node.plane, policy).values()
+    found: dict[str, Any] | None = (task.get("status") or {}).get("report")
+    return found
+
+
 def test_disk_usage_policy_removes_with_the_default_non_root_agent(
     node: realnode.RealNode, release: chart.Helm
 ) -> None:
@@ -567,13 +577,14 @@ def test_disk_usage_policy_removes_with_the_default_non_root_agent(
         run = _run_of(node, DISK_POLICY)
         tasks = cluster_kit.tasks(node.plane, DISK_POLICY)
         seen = f"{cluster_kit.status(node.plane, DISK_POLICY)}\n{tasks}\n{_diagnostics(node)}"
-    assert run["nodes"]["succeeded"] == 1, seen
-    (task,) = tasks.values()
+        assert run["nodes"]["succeeded"] == 1, seen
+        # Any run's report has the figures.
+        report = _wait(node, "the task's report", lambda: _report(node, DISK_POLICY))
+    image_fs = report["imageFs"]
     # Removed by the policy's run or by a disk check of the agent before it (kubelet's
     # GC is out of the way): neither acts without the figures.
     for image_id in ids:
         node.runtime.wait_image(image_id, present=False)
-    image_fs = task["status"]["report"]["imageFs"]
     assert image_fs["capacityBytes"] > 0, image_fs
     assert image_fs["usedBytesAfter"] is not None, image_fs
     (agent,) = pods(node, "agent")
@@ -621,13 +632,12 @@ def test_kubelet_image_gc_and_imageprune_remove_together(
             for image in built:
                 node.runtime.wait_image(image.id, present=False, timeout=420)
             run = _run_of(node, DISK_POLICY)
-            (task,) = cluster_kit.tasks(node.plane, DISK_POLICY).values()
+            report = _wait(node, "the task's report", lambda: _report(node, DISK_POLICY))
         finally:
             node.reconfigure_kubelet(**previous)
 
     assert run["nodes"]["succeeded"] == 1, run
     assert run["nodes"]["failed"] == 0, run
-    report = task["status"]["report"]
     assert set(report["outcomes"]) <= {"Removed"}, report
     for pod in ("operator", "agent"):
         assert all(ready(p) for p in pods(node, pod)), pod
